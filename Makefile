@@ -1,0 +1,51 @@
+# Two commands matter: `make run` (main job on the committed sample) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Run history and dynamic partitions persist between commands in the project folder.
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+PYTEST_ARGS ?=
+
+.PHONY: install dagster-home run test test-fast validate dev clean-data sample
+
+install: $(VENV)/.installed
+
+# pyproject pins torch to ">=2.4,<2.14" (the CPU wheel) and the Dagster family to one release.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## Run the main job on the committed sample data (data/raw) from the command line.
+run: install dagster-home
+	$(BIN)/dagster job execute -m spotify_assets.definitions -j full_pipeline \
+		--tags "$$($(PY) -m spotify_assets.mpd_partitions)"
+
+## Install everything and run the whole test suite (what CI runs).
+test: install dagster-home validate
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+## The quick loop: skip tests marked slow.
+test-fast: install dagster-home
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+validate: install dagster-home
+	$(BIN)/dagster definitions validate -m spotify_assets.definitions
+
+## The UI (webserver + daemon) on http://127.0.0.1:3000
+dev: install dagster-home
+	$(BIN)/dagster dev -m spotify_assets.definitions --host 127.0.0.1 --port 3000
+
+## Regenerate the committed sample inputs (deterministic).
+sample: install
+	$(PY) -m spotify_assets.synth --scale sample --seed 0 --out data/raw --gzip
+
+clean-data:
+	rm -rf data/warehouse data/artifacts

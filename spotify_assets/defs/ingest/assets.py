@@ -1,0 +1,174 @@
+"""Raw datasets into DuckDB: MPD slices (one dynamic partition each), ENTP listens, MSD songs."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from spotify_assets.defs.ingest import checks as ingest_checks
+from spotify_assets.defs.ingest.partitions import mpd_slices
+from spotify_assets.ingest import InputFormatError, LoadResult, load_entp_triplets, load_mpd_slice, load_msd_songs
+from spotify_assets.metadata import markdown_table, table_metadata
+from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse, RawInputs
+
+INGEST = "ingest"
+
+
+def _load_metadata(result: LoadResult) -> dict[str, dg.MetadataValue]:
+    return {
+        "file": dg.MetadataValue.path(result.path),
+        "input_bytes": dg.MetadataValue.int(result.input_bytes),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "mb_per_second": dg.MetadataValue.float(round(result.mb_per_s, 1)),
+        **{key: dg.MetadataValue.text(str(value)) for key, value in result.notes.items()},
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "mpd_playlists",
+            description="One row per MPD playlist (pid, name, collaborative, counts), partitioned by slice file.",
+            group_name=INGEST,
+            kinds={"duckdb", "json"},
+        ),
+        dg.AssetSpec(
+            "mpd_playlist_tracks",
+            description="One row per (playlist, position) with track/artist/album URIs and names, partitioned by slice file.",
+            group_name=INGEST,
+            kinds={"duckdb", "json"},
+        ),
+    ],
+    check_specs=[ingest_checks.MPD_PIDS_UNIQUE, ingest_checks.MPD_TRACKS_CONSISTENT],
+    partitions_def=mpd_slices,
+    # A range of slices (e.g. every slice, from the CLI) runs in one step; each slice is
+    # still its own transaction.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    op_tags=DUCKDB_OP_TAGS,
+    pool=DUCKDB_POOL,
+)
+def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, raw_inputs: RawInputs):
+    """Load MPD slice files with DuckDB's JSON reader, replacing each slice's rows atomically.
+
+    A malformed slice fails with an error naming the file and record; the other slices of
+    the run are still loaded, and the failed slice's previous rows stay untouched.
+    """
+    keys = context.partition_keys
+    mpd_dir = Path(raw_inputs.mpd_dir)
+    loaded: list[LoadResult] = []
+    failures: list[str] = []
+    with warehouse.connect() as con:
+        for index, key in enumerate(keys, start=1):
+            try:
+                result = load_mpd_slice(con, mpd_dir / key, key, max_bytes=raw_inputs.max_slice_bytes)
+            except InputFormatError as exc:
+                context.log.error(f"slice {key} rejected: {exc}")
+                failures.append(str(exc))
+                continue
+            loaded.append(result)
+            context.log.info(
+                f"[{index}/{len(keys)}] {key}: {result.rows['mpd_playlists']:,} playlists, "
+                f"{result.rows['mpd_playlist_tracks']:,} tracks in {result.seconds:.2f}s ({result.mb_per_s:.0f} MB/s)"
+            )
+        tables = {name: table_metadata(con, name) for name in ("mpd_playlists", "mpd_playlist_tracks")}
+        check_results = ingest_checks.mpd_check_results(con)
+
+    per_slice = markdown_table(
+        [
+            {
+                "slice": r.notes["slice"],
+                "playlists": r.rows["mpd_playlists"],
+                "tracks": r.rows["mpd_playlist_tracks"],
+                "bytes": r.input_bytes,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in loaded
+        ]
+    )
+    if failures:
+        # Record what did load, then fail the step so the bad slices are visible and retried.
+        for result in loaded:
+            for name in ("mpd_playlists", "mpd_playlist_tracks"):
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=name,
+                        partition=result.notes["slice"],
+                        metadata={"rows_in_slice": result.rows[name], **_load_metadata(result)},
+                    )
+                )
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(keys)} MPD slices were rejected:\n" + "\n".join(failures),
+            metadata={"rejected": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures))},
+        )
+    total_bytes = sum(r.input_bytes for r in loaded)
+    total_seconds = sum(r.seconds for r in loaded)
+    for name in ("mpd_playlists", "mpd_playlist_tracks"):
+        metadata = {
+            **tables[name],
+            "rows_loaded_this_run": dg.MetadataValue.int(sum(r.rows[name] for r in loaded)),
+            "slices_loaded": dg.MetadataValue.int(len(loaded)),
+            "input_bytes": dg.MetadataValue.int(total_bytes),
+            "seconds": dg.MetadataValue.float(round(total_seconds, 3)),
+            "mb_per_second": dg.MetadataValue.float(round(total_bytes / 1e6 / max(total_seconds, 1e-9), 1)),
+            "per_slice": dg.MetadataValue.md(per_slice),
+        }
+        if len(loaded) == 1:
+            metadata["file"] = dg.MetadataValue.path(loaded[0].path)
+        yield dg.MaterializeResult(
+            asset_key=name,
+            metadata=metadata,
+            check_results=[r for r in check_results if r.asset_key == dg.AssetKey(name)],
+        )
+
+
+@dg.asset(
+    group_name=INGEST,
+    kinds={"duckdb", "tsv"},
+    check_specs=[ingest_checks.ENTP_VALID, ingest_checks.ENTP_NO_DUPLICATE_PAIRS],
+    op_tags=DUCKDB_OP_TAGS,
+    pool=DUCKDB_POOL,
+)
+def entp_listens(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, raw_inputs: RawInputs) -> dg.MaterializeResult:
+    """Echo Nest Taste Profile listening triplets (user_id, song_id, play_count), replaced atomically."""
+    path = Path(raw_inputs.entp_triplets)
+    with warehouse.connect() as con:
+        result = load_entp_triplets(con, path)
+        metadata = table_metadata(con, "entp_listens")
+        check_results = ingest_checks.entp_check_results(con)
+        stats = con.execute(
+            "SELECT count(DISTINCT user_id), count(DISTINCT song_id), median(play_count) FROM entp_listens"
+        ).fetchall()[0]
+    context.log.info(f"{path.name}: {result.rows['entp_listens']:,} triplets in {result.seconds:.2f}s")
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            **_load_metadata(result),
+            "distinct_users": dg.MetadataValue.int(int(stats[0])),
+            "distinct_songs": dg.MetadataValue.int(int(stats[1])),
+            "median_play_count": dg.MetadataValue.float(float(stats[2] or 0)),
+        },
+        check_results=check_results,
+    )
+
+
+@dg.asset(
+    group_name=INGEST,
+    kinds={"duckdb", "csv"},
+    check_specs=[ingest_checks.MSD_SONG_IDS_UNIQUE],
+    op_tags=DUCKDB_OP_TAGS,
+    pool=DUCKDB_POOL,
+)
+def msd_songs(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, raw_inputs: RawInputs) -> dg.MaterializeResult:
+    """Million Song Dataset metadata: one row per song id (title, artist, release, year, track id,
+    and whether the MSD lists the song as mismatched)."""
+    with warehouse.connect() as con:
+        result = load_msd_songs(
+            con,
+            unique_tracks=raw_inputs.msd_file("unique_tracks.txt"),
+            song_data=raw_inputs.msd_file("song_data.csv"),
+            sid_mismatches=raw_inputs.msd_file("sid_mismatches.txt", "mismatches.txt"),
+        )
+        metadata = table_metadata(con, "msd_songs")
+        check_results = ingest_checks.msd_check_results(con)
+    context.log.info(f"msd_songs: {result.rows['msd_songs']:,} songs in {result.seconds:.2f}s; {result.notes}")
+    return dg.MaterializeResult(metadata={**metadata, **_load_metadata(result)}, check_results=check_results)

@@ -1,0 +1,42 @@
+"""Binds the resources every group uses; paths come from the environment.
+
+``SPOTIFY_ASSETS_DATA_DIR`` (default ``<project>/data``) holds ``raw/`` inputs, the
+``warehouse/`` DuckDB file and ``artifacts/``. To use the real datasets, point
+``SPOTIFY_ASSETS_MPD_DIR``, ``SPOTIFY_ASSETS_ENTP_TRIPLETS`` and ``SPOTIFY_ASSETS_MSD_DIR``
+at them (see README).
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from spotify_assets.resources import ArtifactStore, DuckDBWarehouse, RawInputs, default_data_dir
+
+
+def _entp_default(raw: Path) -> str:
+    plain = raw / "entp" / "train_triplets.txt"
+    gz = plain.with_name(plain.name + ".gz")
+    return str(gz if gz.exists() and not plain.exists() else plain)
+
+
+def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The project's resources rooted at ``data_dir`` (environment overrides apply)."""
+    data = Path(data_dir) if data_dir is not None else default_data_dir()
+    raw = data / "raw"
+    return {
+        "warehouse": DuckDBWarehouse(
+            database=os.environ.get("SPOTIFY_ASSETS_DUCKDB", str(data / "warehouse" / "spotify.duckdb"))
+        ),
+        "raw_inputs": RawInputs(
+            mpd_dir=os.environ.get("SPOTIFY_ASSETS_MPD_DIR", str(raw / "mpd")),
+            entp_triplets=os.environ.get("SPOTIFY_ASSETS_ENTP_TRIPLETS", _entp_default(raw)),
+            msd_dir=os.environ.get("SPOTIFY_ASSETS_MSD_DIR", str(raw / "msd")),
+        ),
+        "artifacts": ArtifactStore(root=str(data / "artifacts")),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources())

@@ -1,0 +1,39 @@
+"""Helpers that turn warehouse facts into asset metadata a person can read in the UI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+import duckdb
+
+from spotify_assets.ingest import table_schema
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, dg.MetadataValue]:
+    """Row count and column schema of a DuckDB table, in Dagster's standard keys."""
+    n_rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in table_schema(con, table)])
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(n_rows)),
+        "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+        "dagster/table_name": dg.MetadataValue.text(table),
+    }
+
+
+def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """A GitHub-style markdown table from a list of dicts (column order of the first row)."""
+    if not rows:
+        return "_(no rows)_"
+    columns = list(rows[0].keys())
+
+    def fmt(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)

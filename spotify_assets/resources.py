@@ -1,0 +1,122 @@
+"""Dagster resources: the DuckDB warehouse, artifact storage and raw-input locations.
+
+All paths come from configuration (environment variables in ``defs/resources.py``), never
+from module globals, so tests point the whole graph at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Ops tagged with this key touch the DuckDB file. DuckDB lets one process write (or
+# several read) a database file at a time, so the jobs' executors cap these ops at one
+# concurrently (see defs/jobs.py); the connect retry below covers other processes.
+DUCKDB_OP_TAGS = {"spotify_assets/duckdb": "warehouse"}
+DUCKDB_POOL = "duckdb_warehouse"
+
+
+def default_data_dir() -> Path:
+    """``$SPOTIFY_ASSETS_DATA_DIR`` or ``<project>/data``."""
+    return Path(os.environ.get("SPOTIFY_ASSETS_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file every SQL model and loader writes into."""
+
+    database: str = Field(description="Path of the DuckDB database file.")
+    lock_timeout_seconds: float = Field(
+        default=300.0,
+        description="How long to wait for another process's lock on the file before failing.",
+    )
+    threads: int | None = Field(default=None, description="DuckDB worker threads (default: all cores).")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory_limit, e.g. '8GB'.")
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the warehouse, waiting (with jittered backoff) while another process holds it."""
+        path = Path(self.database)
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            if self.threads:
+                con.execute(f"SET threads = {int(self.threads)}")
+            if self.memory_limit:
+                con.execute("SET memory_limit = ?", [self.memory_limit])
+            yield con
+        finally:
+            con.close()
+
+
+class RawInputs(dg.ConfigurableResource):
+    """Where the raw public datasets live. Point these at the real MPD/ENTP/MSD files."""
+
+    mpd_dir: str = Field(description="Folder with mpd.slice.<start>-<end>.json[.gz] files.")
+    entp_triplets: str = Field(description="ENTP train_triplets.txt[.gz].")
+    msd_dir: str = Field(description="Folder with unique_tracks.txt, song_data.csv, sid_mismatches.txt.")
+    max_slice_bytes: int = Field(
+        default=512 * 1024 * 1024, description="Reject MPD slice files larger than this many bytes."
+    )
+
+    def msd_file(self, *names: str) -> Path | None:
+        """The first of ``names`` that exists in ``msd_dir`` (plain or .gz), else None."""
+        for name in names:
+            for candidate in (Path(self.msd_dir) / name, Path(self.msd_dir) / f"{name}.gz"):
+                if candidate.exists():
+                    return candidate
+        return None
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Local folder for binary artifacts (matrices, tensors, checkpoints, indexes).
+
+    Writes go to a temporary name in the same folder and are renamed into place, so a
+    reader sees the previous complete file or the new complete file, never a torn one.
+    """
+
+    root: str = Field(description="Folder that holds artifacts.")
+
+    def path(self, *parts: str) -> Path:
+        target = Path(self.root).joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    @contextmanager
+    def atomic_path(self, *parts: str) -> Iterator[Path]:
+        """Yield a temporary path; on success it replaces ``path(*parts)`` atomically."""
+        target = self.path(*parts)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            yield tmp
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
