@@ -339,27 +339,31 @@ def load_mpd_slice(
     size = _check_file(path, max_bytes)
     ensure_mpd_tables(con)
     try:
+        # One typed pass of DuckDB's JSON reader over the file (the slow part), then
+        # cheap in-memory unnesting.
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE _slice_playlists AS
-            SELECT i, p FROM (
-                SELECT unnest(playlists) AS p, generate_subscripts(playlists, 1) - 1 AS i
-                FROM read_json(?, columns={{'info': 'JSON', 'playlists': '{_PLAYLIST_STRUCT}[]'}},
-                               format='auto', maximum_object_size={_MAX_JSON_OBJECT_BYTES})
-            )
+            CREATE OR REPLACE TEMP TABLE _slice_raw AS
+            SELECT playlists FROM read_json(
+                ?, columns={{'info': 'JSON', 'playlists': '{_PLAYLIST_STRUCT}[]'}},
+                format='auto', maximum_object_size={_MAX_JSON_OBJECT_BYTES})
             """,
             [str(path)],
         )
-        con.execute("CREATE OR REPLACE TEMP TABLE _slice_playlists AS SELECT i, p.* FROM _slice_playlists")
+        n_docs = con.execute("SELECT count(*) FROM _slice_raw").fetchall()[0][0]
+        if n_docs != 1:
+            raise InputFormatError(path, "top level", f"expected one JSON object, found {n_docs} values")
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _slice_playlists AS
+            SELECT unnest(playlists, max_depth := 2), generate_subscripts(playlists, 1) - 1 AS i
+            FROM _slice_raw
+            """
+        )
     except duckdb.Error as exc:
         raise _diagnose_mpd_slice(path, _duckdb_message(exc)) from exc
-    n_docs = con.execute(
-        "SELECT count(*) FROM read_json(?, columns={'info': 'JSON', 'playlists': 'JSON'}, "
-        f"format='auto', maximum_object_size={_MAX_JSON_OBJECT_BYTES})",
-        [str(path)],
-    ).fetchall()[0][0]
-    if n_docs != 1:
-        raise InputFormatError(path, "top level", f"expected one JSON object, found {n_docs} values")
+    finally:
+        con.execute("DROP TABLE IF EXISTS _slice_raw")
     problem = first_row(con, _MPD_VALIDATION_SQL)
     if problem is not None:
         index, pid, message = problem

@@ -1,0 +1,97 @@
+"""End to end from the command line, as the README runs it: register slices, execute the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from spotify_assets.ingest import list_mpd_slices
+from spotify_assets.resources import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def _env(data_dir: Path, dagster_home: Path) -> dict[str, str]:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_ASSETS_")}
+    env.update({"DAGSTER_HOME": str(dagster_home), "SPOTIFY_ASSETS_DATA_DIR": str(data_dir)})
+    return env
+
+
+def _execute(job: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    tags = subprocess.run(
+        [sys.executable, "-m", "spotify_assets.mpd_partitions"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "spotify_assets.definitions", "-j", job, "--tags", tags],
+        env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )
+
+
+def _counts(data_dir: Path) -> dict[str, int]:
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("mpd_playlists", "mpd_playlist_tracks", "entp_listens", "msd_songs", "track_dictionary")
+        }
+
+
+@pytest.mark.slow
+def test_full_pipeline_from_the_cli_is_idempotent(data_dir: Path, tmp_path: Path) -> None:
+    env = _env(data_dir, tmp_path / "dagster_home")
+    first = _execute("full_pipeline", env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "RUN_SUCCESS" in first.stdout + first.stderr
+    counts = _counts(data_dir)
+    assert counts["mpd_playlists"] > 0 and counts["entp_listens"] > 0 and counts["track_dictionary"] > 0
+    second = _execute("full_pipeline", env)
+    assert second.returncode == 0
+    assert _counts(data_dir) == counts
+
+
+@pytest.mark.slow
+def test_bad_slice_fails_the_run_naming_the_file_and_keeps_old_rows(data_dir: Path, tmp_path: Path) -> None:
+    env = _env(data_dir, tmp_path / "dagster_home")
+    assert _execute("ingest_job", env).returncode == 0
+    before = _counts(data_dir)
+    victim = list_mpd_slices(data_dir / "raw" / "mpd")[-1]
+    text = victim.read_text()
+    victim.write_text(text[: len(text) // 3])
+    failed = _execute("ingest_job", env)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert victim.name in output and "malformed JSON" in output
+    assert _counts(data_dir) == before
+
+
+def test_mpd_partitions_cli_prints_range_tags(data_dir: Path, tmp_path: Path) -> None:
+    env = _env(data_dir, tmp_path / "dagster_home")
+    out = subprocess.run(
+        [sys.executable, "-m", "spotify_assets.mpd_partitions"], env=env, capture_output=True, text=True, check=True
+    )
+    names = [p.name for p in list_mpd_slices(data_dir / "raw" / "mpd")]
+    assert json.loads(out.stdout) == {
+        "dagster/asset_partition_range_start": names[0],
+        "dagster/asset_partition_range_end": names[-1],
+    }
+    empty = subprocess.run(
+        [sys.executable, "-m", "spotify_assets.mpd_partitions", "--mpd-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True,
+    )
+    assert empty.returncode == 2 and "no mpd.slice" in empty.stderr
+
+
+def test_definitions_validate(tmp_path: Path, data_dir: Path) -> None:
+    env = _env(data_dir, tmp_path / "dagster_home")
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-m", "spotify_assets.definitions"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

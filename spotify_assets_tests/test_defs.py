@@ -1,0 +1,86 @@
+"""The code location: asset graph, jobs, sensor behaviour, and an in-process materialization."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from spotify_assets.defs.ingest.partitions import mpd_slices
+from spotify_assets.defs.ingest.sensors import mpd_slice_sensor
+from spotify_assets.defs.resources import build_resources
+from spotify_assets.definitions import defs as load_defs
+from spotify_assets.ingest import list_mpd_slices
+
+INGEST_KEYS = {"mpd_playlists", "mpd_playlist_tracks", "entp_listens", "msd_songs"}
+
+
+def test_definitions_load_with_groups_jobs_and_sensor() -> None:
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert INGEST_KEYS | {"stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary"} <= keys
+    groups = {graph.get(dg.AssetKey(k)).group_name for k in INGEST_KEYS}
+    assert groups == {"ingest"}
+    for job in ("full_pipeline", "ingest_job"):
+        assert defs.resolve_job_def(job) is not None
+    assert defs.resolve_sensor_def("mpd_slice_sensor") is not None
+    # every asset has a human description
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).description, f"{key} has no description"
+
+
+def test_sensor_adds_partitions_once_and_picks_up_new_slices(tiny_raw: Path, tmp_path: Path) -> None:
+    mpd_dir = tmp_path / "mpd"
+    shutil.copytree(tiny_raw / "mpd", mpd_dir)
+    files = [p.name for p in list_mpd_slices(mpd_dir)]
+    resources = build_resources(tmp_path)
+    resources["raw_inputs"] = resources["raw_inputs"].model_copy(update={"mpd_dir": str(mpd_dir)})
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        result = mpd_slice_sensor(context)
+        assert sorted(r.partition_key for r in result.run_requests) == sorted(files)
+        assert result.dynamic_partitions_requests[0].partition_keys == files
+        cursor = result.cursor
+        instance.add_dynamic_partitions(mpd_slices.name, files)
+
+        # same files: nothing to do
+        again = mpd_slice_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+        assert not again.run_requests
+
+        # a new slice file: exactly one new partition and one run
+        document = json.loads(list_mpd_slices(mpd_dir)[0].read_text())
+        new_name = "mpd.slice.100000-100249.json"
+        (mpd_dir / new_name).write_text(json.dumps(document))
+        third = mpd_slice_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+        assert [r.partition_key for r in third.run_requests] == [new_name]
+        assert third.dynamic_partitions_requests[0].partition_keys == [new_name]
+
+
+def test_materialize_ingest_and_sql_in_process(data_dir: Path) -> None:
+    defs = load_defs()
+    resources = build_resources(data_dir)
+    keys = [p.name for p in list_mpd_slices(data_dir / "raw" / "mpd")]
+    graph = defs.resolve_asset_graph()
+    assets = [defs.resolve_assets_def(k) for k in graph.get_all_asset_keys()
+              if graph.get(k).group_name in {"ingest", "staging", "marts"}]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(mpd_slices.name, keys)
+        result = dg.materialize(
+            assets,
+            resources=resources,
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+        )
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks)
+        mat = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+        md = mat["mpd_playlists"].materialization.metadata
+        assert md["dagster/row_count"].value > 0 and md["slices_loaded"].value == len(keys)
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        n_playlists = con.execute("SELECT count(*) FROM stg_playlists").fetchall()[0][0]
+    assert n_playlists == md["dagster/row_count"].value

@@ -1,0 +1,118 @@
+"""Loading the generated `tiny` data: row counts match the files, reloads are idempotent."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spotify_assets.ingest import (
+    decode_lines_robustly,
+    list_mpd_slices,
+    load_entp_triplets,
+    load_mpd_slice,
+    load_msd_songs,
+)
+from spotify_assets_tests.conftest import snapshot
+
+
+def _read_slice(path: Path) -> dict:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def test_mpd_slices_load_with_exact_counts(tiny_raw: Path, con) -> None:
+    slices = list_mpd_slices(tiny_raw / "mpd")
+    assert len(slices) >= 2, "tiny data should have several slices to exercise partitions"
+    expected_playlists = expected_tracks = 0
+    for path in slices:
+        document = _read_slice(path)
+        result = load_mpd_slice(con, path)
+        n_playlists = len(document["playlists"])
+        n_tracks = sum(len(p["tracks"]) for p in document["playlists"])
+        assert result.rows == {"mpd_playlists": n_playlists, "mpd_playlist_tracks": n_tracks}
+        expected_playlists += n_playlists
+        expected_tracks += n_tracks
+    assert con.execute("SELECT count(*) FROM mpd_playlists").fetchall()[0][0] == expected_playlists
+    assert con.execute("SELECT count(*) FROM mpd_playlist_tracks").fetchall()[0][0] == expected_tracks
+    # collaborative arrives as the string "true"/"false" and is stored as a boolean
+    first = _read_slice(slices[0])["playlists"][0]
+    stored = con.execute(
+        "SELECT name, collaborative, num_tracks FROM mpd_playlists WHERE pid = ?", [first["pid"]]
+    ).fetchall()[0]
+    assert stored == (first["name"], first["collaborative"] == "true", first["num_tracks"])
+    track = first["tracks"][-1]
+    assert con.execute(
+        "SELECT track_uri, track_name, artist_name, album_uri FROM mpd_playlist_tracks WHERE pid = ? AND pos = ?",
+        [first["pid"], track["pos"]],
+    ).fetchall()[0] == (track["track_uri"], track["track_name"], track["artist_name"], track["album_uri"])
+
+
+def test_reloading_a_slice_replaces_exactly_its_rows(tiny_raw: Path, con) -> None:
+    first, second = list_mpd_slices(tiny_raw / "mpd")[:2]
+    load_mpd_slice(con, first)
+    load_mpd_slice(con, second)
+    before = snapshot(con, "mpd_playlist_tracks")
+    load_mpd_slice(con, second)
+    load_mpd_slice(con, first)
+    assert snapshot(con, "mpd_playlist_tracks") == before
+
+
+def test_gzipped_slice_loads_identically(tiny_raw: Path, con, tmp_path: Path) -> None:
+    path = list_mpd_slices(tiny_raw / "mpd")[0]
+    load_mpd_slice(con, path, "s")
+    plain = snapshot(con, "mpd_playlist_tracks")
+    gz_path = tmp_path / (path.name + ".gz")
+    with open(path, "rb") as src, gzip.open(gz_path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    load_mpd_slice(con, gz_path, "s")
+    assert snapshot(con, "mpd_playlist_tracks") == plain
+
+
+def test_entp_and_msd_load(tiny_raw: Path, con) -> None:
+    triplets = next((tiny_raw / "entp").glob("train_triplets.txt*"))
+    opener = gzip.open if triplets.suffix == ".gz" else open
+    with opener(triplets, "rt") as handle:
+        lines = [line.rstrip("\n").split("\t") for line in handle]
+    result = load_entp_triplets(con, triplets)
+    assert result.rows["entp_listens"] == len(lines)
+    total = con.execute("SELECT sum(play_count) FROM entp_listens").fetchall()[0][0]
+    assert total == sum(int(f[2]) for f in lines)
+
+    msd = tiny_raw / "msd"
+    result = load_msd_songs(
+        con,
+        unique_tracks=msd / "unique_tracks.txt",
+        song_data=msd / "song_data.csv",
+        sid_mismatches=msd / "sid_mismatches.txt" if (msd / "sid_mismatches.txt").exists() else None,
+    )
+    song_ids = {line.split("<SEP>")[1] for line in (msd / "unique_tracks.txt").read_text("utf-8", "replace").splitlines() if line}
+    assert result.rows["msd_songs"] >= len(song_ids)
+    assert con.execute("SELECT count(DISTINCT song_id) = count(*) FROM msd_songs").fetchall()[0][0]
+
+
+def test_latin1_lines_are_decoded_and_counted() -> None:
+    raw = "TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu\n".encode("utf-8") + "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace\n".encode("latin-1")
+    decoded = decode_lines_robustly(raw)
+    assert decoded.lines == ["TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu", "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace"]
+    assert decoded.latin1_lines == 1
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_song_data_csv_quoted_fields_and_line_endings(tmp_path: Path, con, crlf: bool) -> None:
+    newline = "\r\n" if crlf else "\n"
+    text = newline.join(
+        [
+            "song_id,title,release,artist_name,year",
+            'SOAAAAAAAAAAAAAAAA,"Hello, ""World""",Album,Artist,2001',
+            "SOBBBBBBBBBBBBBBBB,Plain,Rel,Other,0",
+        ]
+    ) + newline
+    (tmp_path / "song_data.csv").write_bytes(text.encode())
+    load_msd_songs(con, unique_tracks=None, song_data=tmp_path / "song_data.csv")
+    rows = con.execute("SELECT song_id, title, year FROM msd_songs ORDER BY song_id").fetchall()
+    assert rows == [("SOAAAAAAAAAAAAAAAA", 'Hello, "World"', 2001), ("SOBBBBBBBBBBBBBBBB", "Plain", None)]
