@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install dagster-home run test test-fast validate dev clean-data sample
+.PHONY: install dagster-home browser run test test-fast validate dev clean-data sample
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,12 @@ run: install dagster-home
 	$(BIN)/dagster job execute -m spotify_assets.definitions -j full_pipeline \
 		--tags "$$($(PY) -m spotify_assets.mpd_partitions)"
 
+## Debian's Chromium drives the UI test (Playwright never downloads a browser here).
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 ## Install everything and run the whole test suite (what CI runs).
-test: install dagster-home validate
+test: install dagster-home browser validate
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 ## The quick loop: skip tests marked slow.

@@ -9,7 +9,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from spotify_assets.defs.ingest.assets import entp_listens, mpd_slice_tables, msd_songs
 from spotify_assets.defs.ingest.partitions import mpd_slices
+from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.ingest.sensors import mpd_slice_sensor
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.definitions import defs as load_defs
@@ -34,11 +36,10 @@ def test_definitions_load_with_groups_jobs_and_sensor() -> None:
 
 
 def test_sensor_adds_partitions_once_and_picks_up_new_slices(tiny_raw: Path, tmp_path: Path) -> None:
-    mpd_dir = tmp_path / "mpd"
+    mpd_dir = tmp_path / "raw" / "mpd"
     shutil.copytree(tiny_raw / "mpd", mpd_dir)
     files = [p.name for p in list_mpd_slices(mpd_dir)]
     resources = build_resources(tmp_path)
-    resources["raw_inputs"] = resources["raw_inputs"].model_copy(update={"mpd_dir": str(mpd_dir)})
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources=resources)
         result = mpd_slice_sensor(context)
@@ -61,12 +62,9 @@ def test_sensor_adds_partitions_once_and_picks_up_new_slices(tiny_raw: Path, tmp
 
 
 def test_materialize_ingest_and_sql_in_process(data_dir: Path) -> None:
-    defs = load_defs()
     resources = build_resources(data_dir)
     keys = [p.name for p in list_mpd_slices(data_dir / "raw" / "mpd")]
-    graph = defs.resolve_asset_graph()
-    assets = [defs.resolve_assets_def(k) for k in graph.get_all_asset_keys()
-              if graph.get(k).group_name in {"ingest", "staging", "marts"}]
+    assets = [mpd_slice_tables, entp_listens, msd_songs, *sql_model_assets]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(mpd_slices.name, keys)
         result = dg.materialize(
