@@ -2,6 +2,7 @@
 
 
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,8 @@ def slice_signature(path: Path) -> str:
 
 @dg.sensor(
     asset_selection=dg.AssetSelection.assets("mpd_playlists", "mpd_playlist_tracks"),
-    minimum_interval_seconds=30,
+    # How often the daemon looks at the folder; tests shorten it.
+    minimum_interval_seconds=int(os.environ.get("SPOTIFY_ASSETS_SENSOR_INTERVAL_SECONDS", "30")),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def mpd_slice_sensor(context: dg.SensorEvaluationContext, raw_inputs: RawInputs) -> dg.SensorResult:
