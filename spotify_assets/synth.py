@@ -1741,7 +1741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gzip", action="store_true", help="gzip the MPD slices and the triplets")
     parser.add_argument("--users", type=int, help="override the number of ENTP users")
     parser.add_argument("--playlists", type=int, help="override the number of MPD playlists")
-    parser.add_argument("--slice-size", type=int, help="playlists per slice file (default 1000; 250 at tiny)")
+    parser.add_argument("--slice-size", type=int, help="playlists per slice file (default 1000; 250 at tiny, 500 at sample)")
     parser.add_argument("--match-share", type=float, help="share of ENTP songs with an MPD counterpart (default 0.40)")
     parser.add_argument("--latin1-lines", type=int, default=None,
                         help="write this many non-ASCII lines of msd/unique_tracks.txt Latin-1 encoded")
