@@ -390,12 +390,13 @@ def load_mpd_slice(
     try:
         con.execute("DELETE FROM mpd_playlist_tracks WHERE slice = ?", [slice_name])
         con.execute("DELETE FROM mpd_playlists WHERE slice = ?", [slice_name])
+        # File order is kept (DuckDB preserves insertion order), so no sort is needed.
         con.execute(
             """
             INSERT INTO mpd_playlists
             SELECT ?, pid, name, collaborative = 'true', modified_at, num_tracks, num_albums,
                    num_followers, num_edits, duration_ms, num_artists, description
-            FROM _slice_playlists ORDER BY pid
+            FROM _slice_playlists
             """,
             [slice_name],
         )
@@ -405,25 +406,19 @@ def load_mpd_slice(
             SELECT ?, pid, t.pos, t.track_uri, t.track_name, t.artist_uri, t.artist_name,
                    t.album_uri, t.album_name, t.duration_ms
             FROM (SELECT pid, unnest(tracks) AS t FROM _slice_playlists)
-            ORDER BY pid, t.pos
             """,
             [slice_name],
         )
-        rows = {
-            "mpd_playlists": con.execute("SELECT count(*) FROM mpd_playlists WHERE slice = ?", [slice_name]).fetchall()[0][0],
-            "mpd_playlist_tracks": con.execute(
-                "SELECT count(*) FROM mpd_playlist_tracks WHERE slice = ?", [slice_name]
-            ).fetchall()[0][0],
-        }
+        n_playlists, n_tracks, empty = con.execute(
+            "SELECT count(*), coalesce(sum(len(tracks)), 0), count(*) FILTER (WHERE len(tracks) = 0) FROM _slice_playlists"
+        ).fetchall()[0]
+        rows = {"mpd_playlists": int(n_playlists), "mpd_playlist_tracks": int(n_tracks)}
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_playlists")
-    empty = con.execute(
-        "SELECT count(*) FROM mpd_playlists WHERE slice = ? AND num_tracks = 0", [slice_name]
-    ).fetchall()[0][0]
     return LoadResult(
         path=str(path),
         rows=rows,
