@@ -120,3 +120,12 @@ class ArtifactStore(dg.ConfigurableResource):
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Settings every stage shares; change them in the launchpad's resources section."""
+
+    seed: int = Field(default=0, description="Drives every random draw (downscale, splits, sampling, init).")
+    downscale: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Share of users kept (seeded), as in the original system."
+    )

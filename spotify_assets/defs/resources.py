@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from spotify_assets.resources import ArtifactStore, DuckDBWarehouse, RawInputs, default_data_dir
+from spotify_assets.resources import ArtifactStore, DuckDBWarehouse, PipelineSettings, RawInputs, default_data_dir
 
 
 def _entp_default(raw: Path) -> str:
@@ -34,6 +34,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
             msd_dir=os.environ.get("SPOTIFY_ASSETS_MSD_DIR", str(raw / "msd")),
         ),
         "artifacts": ArtifactStore(root=str(data / "artifacts")),
+        "settings": PipelineSettings(),
     }
 
 

@@ -1,0 +1,89 @@
+"""Song keys that match the same song across the MSD/ENTP and MPD catalogues (DESIGN §3).
+
+* plain key: Unicode NFKC, casefold, trim, collapse inner whitespace; ``title@@artist``.
+* canonical key: the plain key's normalization, plus accents stripped and version
+  suffixes dropped from the title (" - Radio Edit", " - Remastered 2011", "(feat. X)",
+  " - Live", " - Single Version", …) and featured artists dropped from the artist. A
+  bracketed "(… Remix)" is kept: a remix is a different recording.
+
+Both functions take ``str`` (``None`` is treated as empty) and never raise on content.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+SEPARATOR = "@@"
+_WHITESPACE = re.compile(r"\s+")
+
+# " - Radio Edit", " - Remastered 2011", " - 2011 Remaster", " - Live", " - Single Version",
+# " - Mono", " - Original Mix", " - Album Version", " - Edit", " - Acoustic Version"...
+_DASH_SUFFIX = re.compile(
+    r"\s+[-–—]\s+(?:"
+    r"(?:\d{4}\s+)?(?:digital(?:ly)?\s+)?remaster(?:ed)?(?:\s+version)?(?:\s+\d{4})?"
+    r"|radio\s+edit|single\s+(?:version|edit)|album\s+version|original\s+(?:mix|version)"
+    r"|edit|live(?:\s+(?:at|from|in)\b.*)?|mono(?:\s+version)?|stereo(?:\s+version)?"
+    r"|explicit(?:\s+version)?|clean(?:\s+version)?|bonus\s+track|acoustic(?:\s+version)?"
+    r"|from\s+.*|.*\bversion"
+    r")\s*$",
+    re.IGNORECASE,
+)
+# "(feat. X)", "[ft. X]", "(with X)", "(Remastered 2011)", "(Live)", "(Radio Edit)"...
+_BRACKET_SUFFIX = re.compile(
+    r"\s*[\(\[](?:"
+    r"feat\.?|featuring|ft\.?|with\s"
+    r")[^\)\]]*[\)\]]"
+    r"|\s*[\(\[](?:(?:\d{4}\s+)?(?:digital(?:ly)?\s+)?remaster(?:ed)?[^\)\]]*|radio\s+edit|single\s+version"
+    r"|album\s+version|live[^\)\]]*|mono|stereo|explicit|clean|bonus\s+track)[\)\]]",
+    re.IGNORECASE,
+)
+# "Song feat. X" without brackets, at the end of a title
+_BARE_FEAT = re.compile(r"\s+(?:feat\.?|featuring|ft\.)\s+.*$", re.IGNORECASE)
+# featured artists in the artist field: "Artist feat. X", "Artist ft. X", "Artist featuring X"
+_ARTIST_FEAT = re.compile(r"\s+(?:feat\.?|featuring|ft\.)\s+.*$", re.IGNORECASE)
+
+
+def normalize(text: str | None) -> str:
+    """NFKC, casefold, trim, collapse inner whitespace."""
+    if not text:
+        return ""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def strip_accents(text: str) -> str:
+    """Drop combining marks after NFKD ("Beyoncé" -> "Beyonce")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def plain_song_key(title: str | None, artist: str | None) -> str:
+    """``normalize(title) + "@@" + normalize(artist)``."""
+    return f"{normalize(title)}{SEPARATOR}{normalize(artist)}"
+
+
+@lru_cache(maxsize=1 << 18)
+def canonical_title(title: str | None) -> str:
+    """The normalized title without version suffixes or featured artists."""
+    text = normalize(title)
+    previous = None
+    # Suffixes stack ("Song (feat. X) - Remastered 2011"): strip until nothing changes.
+    while previous != text:
+        previous = text
+        text = _DASH_SUFFIX.sub("", text)
+        text = _BRACKET_SUFFIX.sub("", text)
+        text = _BARE_FEAT.sub("", text).strip()
+    return _WHITESPACE.sub(" ", strip_accents(text)).strip() or strip_accents(normalize(title))
+
+
+@lru_cache(maxsize=1 << 18)
+def canonical_artist(artist: str | None) -> str:
+    """The normalized artist without featured artists, accents stripped."""
+    text = _ARTIST_FEAT.sub("", normalize(artist)).strip()
+    return _WHITESPACE.sub(" ", strip_accents(text)).strip()
+
+
+def canonical_song_key(title: str | None, artist: str | None) -> str:
+    """``canonical_title(title) + "@@" + canonical_artist(artist)``."""
+    return f"{canonical_title(title)}{SEPARATOR}{canonical_artist(artist)}"
