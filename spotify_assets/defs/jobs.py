@@ -32,3 +32,10 @@ ingest_job = dg.define_asset_job(
     description="Load the raw files into DuckDB and rebuild the staging and mart SQL models.",
     executor_def=pipeline_executor,
 )
+
+prepare_job = dg.define_asset_job(
+    "prepare_job",
+    selection=dg.AssetSelection.groups("prepare"),
+    description="Match songs across MSD and MPD and rebuild the dictionaries and interaction matrices.",
+    executor_def=pipeline_executor,
+)
