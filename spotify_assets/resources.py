@@ -6,6 +6,7 @@ from module globals, so tests point the whole graph at a temporary folder.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 from pydantic import Field
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +123,21 @@ class ArtifactStore(dg.ConfigurableResource):
             if tmp.exists():
                 tmp.unlink()
 
+    def save_arrays(self, *parts: str, **arrays: np.ndarray) -> Path:
+        """Write ``arrays`` as an uncompressed .npz atomically; return the final path."""
+        with self.atomic_path(*parts) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        return self.path(*parts)
+
+    def load_arrays(self, *parts: str) -> dict[str, np.ndarray]:
+        """Read an .npz written by :meth:`save_arrays` (pickle disabled)."""
+        target = Path(self.root).joinpath(*parts)
+        if not target.exists():
+            raise FileNotFoundError(f"artifact {target} is missing: materialize its asset first")
+        with np.load(target, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+
 
 class PipelineSettings(dg.ConfigurableResource):
     """Settings every stage shares; change them in the launchpad's resources section."""
@@ -129,3 +146,28 @@ class PipelineSettings(dg.ConfigurableResource):
     downscale: float = Field(
         default=1.0, gt=0.0, le=1.0, description="Share of users kept (seeded), as in the original system."
     )
+
+
+class JsonIOManager(dg.ConfigurableIOManager):
+    """Passes small JSON values (paths, ranges, counts) between ops of one run.
+
+    Big arrays never travel through an IO manager here: ops write artifacts themselves
+    and hand over their paths. JSON instead of the default pickle keeps every file the
+    platform reads free of pickle.
+    """
+
+    root: str = Field(description="Folder for the per-run JSON values.")
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        identifier = "__".join(context.get_identifier())
+        return Path(self.root) / f"{identifier}.json"
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(obj, sort_keys=True))
+        os.replace(tmp, path)
+
+    def load_input(self, context: dg.InputContext) -> object:
+        return json.loads(self._path(context.upstream_output).read_text())

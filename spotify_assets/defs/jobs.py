@@ -35,7 +35,8 @@ ingest_job = dg.define_asset_job(
 
 prepare_job = dg.define_asset_job(
     "prepare_job",
-    selection=dg.AssetSelection.groups("prepare"),
-    description="Match songs across MSD and MPD and rebuild the dictionaries and interaction matrices.",
+    selection=dg.AssetSelection.groups("prepare", "label", "split"),
+    description="Match songs, rebuild the matrices, label liked playlists, split users, assign ownership, "
+    "and sample training triplets and evaluation batches.",
     executor_def=pipeline_executor,
 )

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from spotify_assets.resources import ArtifactStore, DuckDBWarehouse, PipelineSettings, RawInputs, default_data_dir
+from spotify_assets.resources import (
+    ArtifactStore,
+    DuckDBWarehouse,
+    JsonIOManager,
+    PipelineSettings,
+    RawInputs,
+    default_data_dir,
+)
 
 
 def _entp_default(raw: Path) -> str:
@@ -35,6 +42,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
         ),
         "artifacts": ArtifactStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(),
+        "json_io_manager": JsonIOManager(root=str(data / "artifacts" / "_op_outputs")),
     }
 
 

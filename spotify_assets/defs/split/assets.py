@@ -1,0 +1,237 @@
+"""User splits, playlist ownership, BPR training triplets and evaluation batches.
+
+Every random draw derives from ``settings.seed``; every asset carries blocking checks
+(no leakage between splits, ownership never touches held-out positives, triplets and
+eval batches valid), because training and evaluation downstream trust them.
+"""
+
+import time
+
+import dagster as dg
+import numpy as np
+
+from spotify_assets.labeling import liked_counts
+from spotify_assets.metadata import markdown_table
+from spotify_assets.resources import ArtifactStore, PipelineSettings
+from spotify_assets.splits import (
+    TEST,
+    TRAIN,
+    VAL,
+    assign_ownership,
+    check_eval_batch_valid,
+    check_no_split_overlap,
+    check_triplets_valid,
+    gini,
+    sample_eval_batch,
+    sample_triplets,
+    split_users,
+)
+
+SPLIT = "split"
+LABELS = ("label", "labels.npz")
+SPLITS = ("split", "user_splits.npz")
+OWNERSHIP = ("split", "ownership.npz")
+TRIPLETS = ("split", "bpr_triplets.npz")
+EVAL = ("split", "eval_batches.npz")
+COUNTS = ("prepare", "song_counts.npz")
+
+
+def _check(name: str, asset: str, passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), description=description,
+                               metadata=metadata)
+
+
+class SplitConfig(dg.Config):
+    cold_share: float = 0.05
+    """Share of users whose positives are all held out (the cold-start segment)."""
+    min_positives: int = 5
+    """Users with fewer positives keep them all in train."""
+
+
+@dg.asset(
+    group_name=SPLIT,
+    kinds={"numpy"},
+    deps=["liked_playlists"],
+    check_specs=[
+        dg.AssetCheckSpec("liked_counts_match_formula", asset="user_splits", blocking=True,
+                          description="Each user has max(1, ceil(0.015 n)) liked playlists (0 when n = 0)."),
+        dg.AssetCheckSpec("scores_finite_positive", asset="user_splits", blocking=True,
+                          description="Every liked score is finite and > 0; playlist ids are in range."),
+        dg.AssetCheckSpec("no_pair_in_two_splits", asset="user_splits", blocking=True,
+                          description="No (user, playlist) pair carries two split labels."),
+    ],
+)
+def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifacts: ArtifactStore,
+                settings: PipelineSettings) -> dg.MaterializeResult:
+    """Per liked pair a split (0 train, 1 val, 2 test) and per user a cold flag: cold users
+    hold out all positives (test); users with < min_positives keep all in train; the rest
+    split 70/20/10."""
+    labels = artifacts.load_arrays(*LABELS)
+    n_playlists = int(artifacts.load_arrays(*COUNTS)["p"].size)
+    result = split_users(labels["liked_indptr"], settings.seed, config.cold_share, config.min_positives)
+    path = artifacts.save_arrays(*SPLITS, split=result.split, cold=result.cold)
+    users = np.repeat(np.arange(labels["n_scored"].size), np.diff(labels["liked_indptr"]))
+    counts = np.bincount(result.split, minlength=3) if result.split.size else np.zeros(3, int)
+    n_liked = np.diff(labels["liked_indptr"])
+    formula_ok = np.array_equal(n_liked, liked_counts(labels["n_scored"]))
+    scores = labels["liked_scores"]
+    scores_ok = bool(np.all(np.isfinite(scores)) and np.all(scores > 0)
+                     and (labels["liked_playlists"].size == 0 or labels["liked_playlists"].max() < n_playlists))
+    overlap_ok, duplicates = check_no_split_overlap(users, labels["liked_playlists"], result.split)
+    light = int(((n_liked > 0) & (n_liked < config.min_positives) & ~result.cold).sum())
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "splits": dg.MetadataValue.md(markdown_table([
+                {"split": "train", "pairs": int(counts[TRAIN])},
+                {"split": "val", "pairs": int(counts[VAL])},
+                {"split": "test", "pairs": int(counts[TEST])},
+            ])),
+            "cold_users": int(result.cold.sum()),
+            "light_users_all_train": light,
+            "users_without_positives": int((n_liked == 0).sum()),
+        },
+        check_results=[
+            _check("liked_counts_match_formula", "user_splits", formula_ok,
+                   "liked counts follow the formula" if formula_ok else "liked counts differ from the formula"),
+            _check("scores_finite_positive", "user_splits", scores_ok, f"{scores.size} liked scores checked",
+                   min_score=float(scores.min()) if scores.size else 0.0),
+            _check("no_pair_in_two_splits", "user_splits", overlap_ok, f"{duplicates} duplicated pairs"),
+        ],
+    )
+
+
+class OwnershipConfig(dg.Config):
+    cap: int = 100
+    """At most this many playlists per owner."""
+
+
+@dg.asset(
+    group_name=SPLIT,
+    kinds={"numpy"},
+    deps=["user_splits", "song_counts"],
+    check_specs=[dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
+                                   description="No owner has the playlist among their val/test positives; cap respected.")],
+)
+def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfig, artifacts: ArtifactStore
+                       ) -> dg.MaterializeResult:
+    """Owner per playlist (-1 = none): greedy over train positives by priority score/sqrt(s),
+    at most ``cap`` playlists per user."""
+    labels = artifacts.load_arrays(*LABELS)
+    split = artifacts.load_arrays(*SPLITS)["split"]
+    counts = artifacts.load_arrays(*COUNTS)
+    s = counts["s"].astype(np.float64)
+    n_playlists = int(counts["p"].size)
+    users = np.repeat(np.arange(s.size), np.diff(labels["liked_indptr"]))
+    result = assign_ownership(users, labels["liked_playlists"], labels["liked_scores"], split, s, n_playlists, config.cap)
+    path = artifacts.save_arrays(*OWNERSHIP, owner=result.owner, owned_counts=result.owned_counts)
+    held_out = split != TRAIN
+    keys = users[held_out].astype(np.int64) * n_playlists + labels["liked_playlists"][held_out]
+    owned = np.flatnonzero(result.owner >= 0)
+    owned_keys = result.owner[owned].astype(np.int64) * n_playlists + owned
+    violations = int(np.isin(owned_keys, keys).sum())
+    ok = violations == 0 and result.owned_counts.max(initial=0) <= config.cap
+    owners = result.owned_counts[result.owned_counts > 0]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "owned_playlists": int(owned.size),
+            "unowned_playlists": result.unowned,
+            "owners": int(owners.size),
+            "ownership_gini": round(gini(result.owned_counts), 4),
+            "max_owned_per_user": int(result.owned_counts.max(initial=0)),
+            "cap": config.cap,
+            "sequential_greedy_needed": result.used_sequential_greedy,
+        },
+        check_results=[_check("never_owns_held_out_positive", "playlist_ownership", ok,
+                              f"{violations} owned playlists are held-out positives of their owner")],
+    )
+
+
+class SamplingConfig(dg.Config):
+    n_hard: int = 2
+    """Hard negatives per train positive (from the user's hard pool)."""
+    n_easy: int = 2
+    """Easy negatives per train positive (uniform over playlists neither liked nor owned)."""
+
+
+@dg.asset(
+    group_name=SPLIT,
+    kinds={"numpy"},
+    deps=["playlist_ownership"],
+    check_specs=[dg.AssetCheckSpec("triplets_valid", asset="bpr_triplets", blocking=True,
+                                   description="Every positive is a train positive; every negative is neither liked nor owned.")],
+)
+def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, artifacts: ArtifactStore,
+                 settings: PipelineSettings) -> dg.MaterializeResult:
+    """(user, positive, negative) int64 triplets: per train positive n_hard hard + n_easy easy negatives."""
+    started = time.perf_counter()
+    labels = artifacts.load_arrays(*LABELS)
+    split = artifacts.load_arrays(*SPLITS)["split"]
+    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    triplets, fallback = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
+                                         labels["hard_playlists"], owner, owner.size, settings.seed,
+                                         config.n_hard, config.n_easy)
+    seconds = time.perf_counter() - started
+    path = artifacts.save_arrays(*TRIPLETS, triplets=triplets)
+    ok, bad = check_triplets_valid(triplets, labels["liked_indptr"], labels["liked_playlists"], split, owner, owner.size)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "triplets": int(triplets.shape[0]),
+            "dtype": str(triplets.dtype),
+            "shape": str(triplets.shape),
+            "hard_to_easy_fallbacks": fallback,
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(triplets.shape[0] / max(seconds, 1e-9)),
+        },
+        check_results=[_check("triplets_valid", "bpr_triplets", ok, f"{bad} invalid triplets")],
+    )
+
+
+class EvalConfig(dg.Config):
+    n_negatives: int = 50
+    """Negatives per held-out positive (half hard, half easy)."""
+
+
+@dg.asset(
+    group_name=SPLIT,
+    kinds={"numpy"},
+    deps=["playlist_ownership"],
+    check_specs=[dg.AssetCheckSpec("eval_batches_valid", asset="eval_batches", blocking=True,
+                                   description="Positives are held out (never train, never owned); negatives distinct, "
+                                   "never liked, never owned.")],
+)
+def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifacts: ArtifactStore,
+                 settings: PipelineSettings) -> dg.MaterializeResult:
+    """Validation and test batches: per held-out positive, 1 positive + n_negatives negatives."""
+    started = time.perf_counter()
+    labels = artifacts.load_arrays(*LABELS)
+    stored = artifacts.load_arrays(*SPLITS)
+    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    arrays, problems, rows = {}, 0, {}
+    for name, which in (("val", VAL), ("test", TEST)):
+        batch = sample_eval_batch(labels["liked_indptr"], labels["liked_playlists"], stored["split"], which,
+                                  labels["hard_indptr"], labels["hard_playlists"], owner, stored["cold"], owner.size,
+                                  settings.seed, config.n_negatives)
+        ok, bad = check_eval_batch_valid(batch, labels["liked_indptr"], labels["liked_playlists"], stored["split"],
+                                         which, owner, owner.size)
+        problems += bad
+        rows[name] = int(batch.users.size)
+        arrays.update({f"{name}_users": batch.users, f"{name}_positives": batch.positives,
+                       f"{name}_negatives": batch.negatives, f"{name}_cold": batch.cold})
+    seconds = time.perf_counter() - started
+    path = artifacts.save_arrays(*EVAL, **arrays)
+    sampled = sum(rows.values()) * config.n_negatives
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "val_rows": rows["val"],
+            "test_rows": rows["test"],
+            "test_rows_cold_users": int(arrays["test_cold"].sum()),
+            "negatives_per_row": config.n_negatives,
+            "seconds": round(seconds, 3),
+            "negatives_per_second": round(sampled / max(seconds, 1e-9)),
+        },
+        check_results=[_check("eval_batches_valid", "eval_batches", problems == 0, f"{problems} invalid rows")],
+    )
