@@ -13,7 +13,7 @@ import numpy as np
 
 from spotify_assets.labeling import LabelBlock, block_ranges, concat_blocks, exploration_coefficients, label_block
 from spotify_assets.matrices import load_csr
-from spotify_assets.metadata import markdown_table
+from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 
 LABEL = "label"
@@ -95,7 +95,8 @@ def label_shard(context: dg.OpExecutionContext, shard: list, artifacts: Artifact
                              f"{scored / max(elapsed, 1e-9) / 1e6:.1f}M pairs/s")
     merged = concat_blocks(blocks, seconds=time.perf_counter() - started)
     path = artifacts.save_arrays("label", "shards", f"{start:09d}-{stop:09d}.npz", **merged.arrays())
-    return {"start": start, "stop": stop, "path": str(path), "scored_pairs": scored, "seconds": merged.seconds}
+    return {"start": start, "stop": stop, "path": str(path), "scored_pairs": scored, "seconds": merged.seconds,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
@@ -115,7 +116,8 @@ def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: 
     n_liked = np.diff(labels.liked_indptr)
     table = markdown_table([
         {"shard": f"{s['start']}-{s['stop']}", "scored pairs": s["scored_pairs"], "seconds": round(s["seconds"], 2),
-         "M pairs/s": round(s["scored_pairs"] / max(s["seconds"], 1e-9) / 1e6, 2)} for s in shards
+         "M pairs/s": round(s["scored_pairs"] / max(s["seconds"], 1e-9) / 1e6, 2),
+         "peak RSS MB": s.get("peak_rss_mb", 0.0)} for s in shards
     ])
     yield dg.Output(
         {"path": str(path)},
@@ -130,6 +132,8 @@ def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: 
             "shard_compute_seconds": round(compute_seconds, 3),
             "pairs_per_second": round(labels.scored_pairs / max(compute_seconds, 1e-9)),
             "shards": dg.MetadataValue.md(table),
+            "peak_rss_mb_shard_max": max((s.get("peak_rss_mb", 0.0) for s in shards), default=0.0),
+            "peak_rss_mb_merge": peak_rss_mb(),
         },
     )
 

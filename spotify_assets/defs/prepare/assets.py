@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from spotify_assets.catalog import build_song_catalog
 from spotify_assets.matrices import load_interactions, save_csr
-from spotify_assets.metadata import markdown_table, table_metadata
+from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
     DUCKDB_POOL,
@@ -122,6 +122,7 @@ def song_catalog(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
                 markdown_table([{"canonical key": k, "spellings merged": v} for k, v in examples])
             ),
             "seconds": round(time.perf_counter() - started, 3),
+            "peak_rss_mb": peak_rss_mb(),
         },
     )
     yield dg.MaterializeResult(asset_key="msd_song_keys", metadata=metas["msd_song_keys"])
@@ -204,6 +205,7 @@ def interaction_matrices(
             "songs_per_row_median": float(np.median(counts)) if counts.size else 0.0,
             "songs_per_row_mean": float(counts.mean()) if counts.size else 0.0,
             "seconds": round(seconds, 3),
+            "peak_rss_mb": peak_rss_mb(),
         })
     yield dg.MaterializeResult(asset_key="song_counts", metadata={
         "path": dg.MetadataValue.path(str(artifacts.path(*MATRIX_FILES["song_counts"]))),

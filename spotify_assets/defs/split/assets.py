@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 
 from spotify_assets.labeling import liked_counts
-from spotify_assets.metadata import markdown_table
+from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 from spotify_assets.splits import (
     TEST,
@@ -90,6 +90,7 @@ def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifact
             "cold_users": int(result.cold.sum()),
             "light_users_all_train": light,
             "users_without_positives": int((n_liked == 0).sum()),
+            "peak_rss_mb": peak_rss_mb(),
         },
         check_results=[
             _check("liked_counts_match_formula", "user_splits", formula_ok,
@@ -142,6 +143,7 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
             "max_owned_per_user": int(result.owned_counts.max(initial=0)),
             "cap": config.cap,
             "sequential_greedy_needed": result.used_sequential_greedy,
+            "peak_rss_mb": peak_rss_mb(),
         },
         check_results=[_check("never_owns_held_out_positive", "playlist_ownership", ok,
                               f"{violations} owned playlists are held-out positives of their owner")],
@@ -184,6 +186,7 @@ def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, arti
             "hard_to_easy_fallbacks": fallback,
             "seconds": round(seconds, 3),
             "samples_per_second": round(triplets.shape[0] / max(seconds, 1e-9)),
+            "peak_rss_mb": peak_rss_mb(),
         },
         check_results=[_check("triplets_valid", "bpr_triplets", ok, f"{bad} invalid triplets")],
     )
@@ -232,6 +235,7 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
             "negatives_per_row": config.n_negatives,
             "seconds": round(seconds, 3),
             "negatives_per_second": round(sampled / max(seconds, 1e-9)),
+            "peak_rss_mb": peak_rss_mb(),
         },
         check_results=[_check("eval_batches_valid", "eval_batches", problems == 0, f"{problems} invalid rows")],
     )
