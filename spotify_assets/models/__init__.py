@@ -1,0 +1,1 @@
+"""Ranking models: BPR (PyTorch Lightning), user-KNN and the baselines."""
