@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,20 @@ def _execute(job: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture()
+def sample_data_dir(tmp_path: Path) -> Path:
+    """A private copy of the committed sample inputs (what `make run` reads)."""
+    data = tmp_path / "sample"
+    for name in ("mpd", "entp", "msd"):
+        shutil.copytree(PROJECT_ROOT / "data" / "raw" / name, data / "raw" / name)
+    return data
+
+
+def _leaderboard(data_dir: Path) -> list[tuple]:
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        return con.execute("SELECT * FROM model_leaderboard ORDER BY model, segment").fetchall()
+
+
 def _counts(data_dir: Path) -> dict[str, int]:
     with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
         return {
@@ -44,16 +59,19 @@ def _counts(data_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_full_pipeline_from_the_cli_is_idempotent(data_dir: Path, tmp_path: Path) -> None:
-    env = _env(data_dir, tmp_path / "dagster_home")
+def test_full_pipeline_on_the_sample_from_the_cli_is_idempotent(sample_data_dir: Path, tmp_path: Path) -> None:
+    env = _env(sample_data_dir, tmp_path / "dagster_home")
     first = _execute("full_pipeline", env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "RUN_SUCCESS" in first.stdout + first.stderr
-    counts = _counts(data_dir)
-    assert counts["mpd_playlists"] > 0 and counts["entp_listens"] > 0 and counts["track_dictionary"] > 0
+    counts = _counts(sample_data_dir)
+    assert counts["mpd_playlists"] == 5000 and counts["entp_listens"] > 0 and counts["track_dictionary"] > 0
+    board = _leaderboard(sample_data_dir)
+    assert {row[0] for row in board} == {"random", "popularity", "als", "knn", "bpr", "oracle"}
     second = _execute("full_pipeline", env)
-    assert second.returncode == 0
-    assert _counts(data_dir) == counts
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert _counts(sample_data_dir) == counts
+    assert _leaderboard(sample_data_dir) == board  # same seed, same metrics
 
 
 @pytest.mark.slow

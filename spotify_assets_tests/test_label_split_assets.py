@@ -28,14 +28,16 @@ ARTIFACTS = ["label/labels.npz", "split/user_splits.npz", "split/ownership.npz",
              "split/eval_batches.npz", "prepare/user_song.npz", "prepare/playlist_song.npz"]
 
 
-def run_chain(data_dir: Path, seed: int = 0, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def run_chain(data_dir: Path, seed: int = 0, run_config: dict | None = None, assets: list | None = None,
+              raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     resources = build_resources(data_dir)
     resources["settings"] = PipelineSettings(seed=seed)
     keys = [p.name for p in list_mpd_slices(data_dir / "raw" / "mpd")]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(mpd_slices.name, keys)
         return dg.materialize(
-            CHAIN, resources=resources, instance=instance, run_config=run_config,
+            assets or CHAIN, resources=resources, instance=instance, run_config=run_config,
+            raise_on_error=raise_on_error,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
         )
 

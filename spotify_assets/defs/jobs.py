@@ -40,3 +40,10 @@ prepare_job = dg.define_asset_job(
     "and sample training triplets and evaluation batches.",
     executor_def=pipeline_executor,
 )
+
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.groups("train", "evaluate"),
+    description="Retrain BPR, KNN, ALS and popularity on the current splits and rebuild the leaderboard.",
+    executor_def=pipeline_executor,
+)

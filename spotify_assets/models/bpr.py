@@ -214,6 +214,8 @@ def train_bpr(
         raise ValueError(f"triplets must be (N, 3), got {triplets.shape}")
     if triplets.size and (triplets[:, 0].max() >= n_users or triplets[:, 1:].max() >= n_playlists or triplets.min() < 0):
         raise ValueError("triplet ids out of range")
+    if val_batch is not None and len(val_batch[0]) == 0:
+        val_batch = None  # no validation rows (tiny data): train max_epochs without early stopping
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = BPRModule(n_users, n_playlists, config, val_batch)
     callbacks = []

@@ -1,0 +1,175 @@
+"""Models: Lightning BPR, exact user-KNN, popularity and ALS baselines."""
+
+import time
+
+import dagster as dg
+import numpy as np
+import scipy.sparse as sp
+
+from spotify_assets.metadata import markdown_table, peak_rss_mb
+from spotify_assets.metrics import sampled_metrics
+from spotify_assets.models.baselines import popularity_scores, train_als
+from spotify_assets.models.bpr import BPRConfig, train_bpr
+from spotify_assets.models.knn import top_k_neighbors
+from spotify_assets.matrices import load_csr
+from spotify_assets.resources import ArtifactStore, PipelineSettings
+from spotify_assets.splits import TRAIN
+
+TRAIN_GROUP = "train"
+BPR_CHECKPOINT = ("train", "bpr.pt")
+NEIGHBORS = ("train", "user_neighbors.npz")
+POPULARITY = ("train", "popularity.npz")
+ALS = ("train", "als.npz")
+
+
+def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False) -> sp.csr_matrix:
+    """(n_users, n_playlists) binary CSR of train positives (plus owned playlists if asked)."""
+    labels = artifacts.load_arrays("label", "labels.npz")
+    split = artifacts.load_arrays("split", "user_splits.npz")["split"]
+    n_users = labels["n_scored"].size
+    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
+    users = np.repeat(np.arange(n_users), np.diff(labels["liked_indptr"]))
+    train = split == TRAIN
+    rows, cols = users[train], labels["liked_playlists"][train].astype(np.int64)
+    if with_owned:
+        owner = artifacts.load_arrays("split", "ownership.npz")["owner"]
+        owned = np.flatnonzero(owner >= 0)
+        rows, cols = np.concatenate([rows, owner[owned]]), np.concatenate([cols, owned])
+    matrix = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_playlists))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def val_batch(artifacts: ArtifactStore, split: str = "val") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    batches = artifacts.load_arrays("split", "eval_batches.npz")
+    return batches[f"{split}_users"], batches[f"{split}_positives"], batches[f"{split}_negatives"]
+
+
+class BPRTrainingConfig(dg.Config):
+    dim: int = 64
+    """Embedding size."""
+    lr: float = 0.05
+    """Learning rate (SGD step size, or Adam's for sparse_adam)."""
+    reg: float = 1e-4
+    """L2 regularization on the embedding rows in a batch."""
+    batch_size: int = 8192
+    max_epochs: int = 40
+    patience: int = 4
+    """Epochs without a better val MRR before early stopping."""
+    optimizer: str = "sgd"
+    """'sgd' (fused closed-form update) or 'sparse_adam'."""
+    accelerator: str = "auto"
+    """'auto' picks the GPU when one exists."""
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches"])
+def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, artifacts: ArtifactStore,
+              settings: PipelineSettings) -> dg.MaterializeResult:
+    """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning from the
+    in-memory triplet tensor, early-stopped on validation MRR; checkpoint written atomically."""
+    if config.optimizer not in ("sgd", "sparse_adam"):
+        raise dg.Failure(f"optimizer must be 'sgd' or 'sparse_adam', got {config.optimizer!r}")
+    triplets = artifacts.load_arrays("split", "bpr_triplets.npz")["triplets"]
+    n_users = artifacts.load_arrays("label", "labels.npz")["n_scored"].size
+    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
+    bpr_config = BPRConfig(dim=config.dim, lr=config.lr, reg=config.reg, batch_size=config.batch_size,
+                           max_epochs=config.max_epochs, optimizer=config.optimizer, seed=settings.seed,
+                           patience=config.patience)
+    result = train_bpr(triplets, n_users, n_playlists, bpr_config, artifacts.path(*BPR_CHECKPOINT),
+                       val_batch=val_batch(artifacts), accelerator=config.accelerator)
+    context.log.info(f"BPR: {result.epochs_run} epochs, best val MRR {result.best_val_mrr:.4f}, "
+                     f"{result.triplets_per_second:,.0f} triplets/s on {result.device}")
+    return dg.MaterializeResult(metadata={
+        "checkpoint": dg.MetadataValue.path(result.checkpoint),
+        "epochs_run": result.epochs_run,
+        "best_val_mrr": round(result.best_val_mrr, 5) if np.isfinite(result.best_val_mrr) else "no validation rows",
+        "triplets": int(triplets.shape[0]),
+        "triplets_per_second": round(result.triplets_per_second),
+        "train_seconds": round(result.train_seconds, 2),
+        "device": result.device,
+        "config": dg.MetadataValue.json({k: v for k, v in bpr_config.__dict__.items()}),
+        "val_history": dg.MetadataValue.md(markdown_table([{k: round(v, 4) if isinstance(v, float) else v
+                                                            for k, v in row.items()} for row in result.history])),
+        "peak_rss_mb": peak_rss_mb(),
+    })
+
+
+class NeighborsConfig(dg.Config):
+    k: int = 100
+    """Neighbours kept per user."""
+    block_size: int = 2048
+    """Users per similarity block (memory grows with it)."""
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"scipy"}, deps=["user_song_matrix"])
+def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, artifacts: ArtifactStore
+                   ) -> dg.MaterializeResult:
+    """Exact top-k cosine neighbours per user on L2-normalized user-song rows (blocked sparse products)."""
+    started = time.perf_counter()
+    user_song = load_csr(artifacts.path("prepare", "user_song.npz"))
+    result = top_k_neighbors(user_song, k=config.k, block_size=config.block_size)
+    seconds = time.perf_counter() - started
+    path = artifacts.save_arrays(*NEIGHBORS, neighbors=result.neighbors, similarities=result.similarities)
+    found = (result.neighbors >= 0).sum(axis=1)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "users": int(user_song.shape[0]),
+        "k": config.k,
+        "median_neighbors_found": float(np.median(found)) if found.size else 0.0,
+        "seconds": round(seconds, 3),
+        "users_per_second": round(user_song.shape[0] / max(seconds, 1e-9)),
+        "peak_rss_mb": peak_rss_mb(),
+    })
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"numpy"}, deps=["user_splits"])
+def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    """Playlists ranked by how many users like them in train."""
+    scores = popularity_scores(train_positive_matrix(artifacts))
+    path = artifacts.save_arrays(*POPULARITY, scores=scores)
+    top = np.argsort(-scores, kind="stable")[:10]
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "playlists_with_a_train_like": int((scores > 0).sum()),
+        "top_10": dg.MetadataValue.md(markdown_table([{"playlist_idx": int(j), "train likes": int(scores[j])} for j in top])),
+    })
+
+
+class ALSConfig(dg.Config):
+    factors: list[int] = [32, 64]
+    """Factor sizes tried."""
+    alphas: list[float] = [1.0, 10.0]
+    """Confidence scales tried."""
+    regularization: float = 0.05
+    iterations: int = 15
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"numpy"}, deps=["user_splits", "eval_batches"])
+def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: ArtifactStore,
+              settings: PipelineSettings) -> dg.MaterializeResult:
+    """ALS (``implicit``, BM25-weighted) with a factors x alpha sweep; the best by val MRR is kept."""
+    positives = train_positive_matrix(artifacts)
+    users, pos, negs = val_batch(artifacts)
+    candidates = np.concatenate([pos[:, None], negs], axis=1)
+    trials, best = [], None
+    for factors in config.factors:
+        for alpha in config.alphas:
+            started = time.perf_counter()
+            result = train_als(positives, factors=factors, alpha=alpha, regularization=config.regularization,
+                               iterations=config.iterations, seed=settings.seed)
+            scores = np.einsum("bd,bnd->bn", result.user_factors[users], result.item_factors[candidates])
+            mrr = sampled_metrics(scores)["mrr"]
+            trials.append({"factors": factors, "alpha": alpha, "val_mrr": round(mrr, 5),
+                           "seconds": round(time.perf_counter() - started, 2)})
+            if best is None or mrr > best[0]:
+                best = (mrr, result)
+    mrr, result = best
+    path = artifacts.save_arrays(*ALS, user_factors=result.user_factors, item_factors=result.item_factors)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "best_factors": result.factors,
+        "best_alpha": result.alpha,
+        "best_val_mrr": round(mrr, 5),
+        "sweep": dg.MetadataValue.md(markdown_table(trials)),
+    })
