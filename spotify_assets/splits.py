@@ -222,6 +222,17 @@ def _hard(rng: np.random.Generator, users: np.ndarray, hard_indptr: np.ndarray, 
     return out.astype(np.int64), has
 
 
+def _excluded_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, owner: np.ndarray,
+                   n_playlists: int) -> np.ndarray:
+    """Sorted keys of every liked or owned (user, playlist) pair (duplicates are harmless
+    for the membership test; a sort is much cheaper than numpy's hash-based union)."""
+    owned = np.flatnonzero(owner >= 0)
+    return np.sort(np.concatenate([
+        _pair_keys(_row_ids(liked_indptr), liked_playlists, n_playlists),
+        _pair_keys(owner[owned], owned, n_playlists),
+    ]))
+
+
 def liked_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, n_playlists: int) -> np.ndarray:
     """Sorted int64 keys ``user · n_playlists + playlist`` of every liked pair."""
     return np.sort(_pair_keys(_row_ids(liked_indptr), liked_playlists, n_playlists))
@@ -250,10 +261,7 @@ def sample_triplets(
     train = split == TRAIN
     users = users_all[train]
     positives = liked_playlists[train].astype(np.int64)
-    excluded = np.union1d(
-        liked_keys(liked_indptr, liked_playlists, n_playlists),
-        _pair_keys(owner[owner >= 0], np.flatnonzero(owner >= 0), n_playlists),
-    )
+    excluded = _excluded_keys(liked_indptr, liked_playlists, owner, n_playlists)
     rep_users = np.repeat(users, n_hard + n_easy)
     rep_pos = np.repeat(positives, n_hard + n_easy)
     negatives = np.empty(rep_users.size, dtype=np.int64)
@@ -270,28 +278,39 @@ def sample_triplets(
     return np.stack([rep_users, rep_pos, negatives], axis=1), int(fallback.sum())
 
 
+def _repeats(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Boolean (b, k): cells whose value already occurs earlier in the row, where fixed cells
+    count as earlier than redrawable ones (so a fixed cell is never flagged)."""
+    # one stable single-key sort per row: value first, fixed cells before redrawable ones
+    key = values.astype(np.int64) * 2 + (~fixed)
+    order = np.argsort(key, axis=1, kind="stable")
+    sorted_values = np.take_along_axis(values, order, axis=1)
+    repeat_sorted = np.zeros(values.shape, dtype=bool)
+    repeat_sorted[:, 1:] = sorted_values[:, 1:] == sorted_values[:, :-1]
+    repeat = np.zeros(values.shape, dtype=bool)
+    np.put_along_axis(repeat, order, repeat_sorted, axis=1)
+    return repeat & ~fixed
+
+
 def _redraw_duplicates(values: np.ndarray, redraw, redrawable: np.ndarray | None = None,
                        max_rounds: int = 10_000) -> np.ndarray:
     """Make each row of ``values`` (b, k) distinct by redrawing the later duplicates only.
 
     redraw(rows, cols) -> new values for those cells; ``redrawable`` (b, k) marks the cells
-    that may change (others are fixed and win over redrawable duplicates).
+    that may change (others are fixed and win over redrawable duplicates). After the first
+    pass only the rows that still hold a repeat are examined again.
     """
     values = values.copy()
     fixed = np.zeros(values.shape, dtype=bool) if redrawable is None else ~redrawable
+    rows = np.arange(values.shape[0])
     for _ in range(max_rounds):
-        # sort each row by (value, redrawable-last, column) and flag every repeat after the first
-        order = np.lexsort((np.broadcast_to(np.arange(values.shape[1]), values.shape), ~fixed, values), axis=1)
-        sorted_values = np.take_along_axis(values, order, axis=1)
-        repeat_sorted = np.zeros(values.shape, dtype=bool)
-        repeat_sorted[:, 1:] = sorted_values[:, 1:] == sorted_values[:, :-1]
-        repeat = np.zeros(values.shape, dtype=bool)
-        np.put_along_axis(repeat, order, repeat_sorted, axis=1)
-        repeat &= ~fixed
-        if not repeat.any():
+        repeat = _repeats(values[rows], fixed[rows])
+        bad_rows = repeat.any(axis=1)
+        if not bad_rows.any():
             return values
+        rows, repeat = rows[bad_rows], repeat[bad_rows]
         r, c = np.nonzero(repeat)
-        values[r, c] = redraw(r, c)
+        values[rows[r], c] = redraw(rows[r], c)
     raise RuntimeError("could not draw distinct values: the pool is too small")
 
 
@@ -327,10 +346,7 @@ def sample_eval_batch(
     rows = split == which
     users = users_all[rows]
     positives = liked_playlists[rows].astype(np.int64)
-    excluded = np.union1d(
-        liked_keys(liked_indptr, liked_playlists, n_playlists),
-        _pair_keys(owner[owner >= 0], np.flatnonzero(owner >= 0), n_playlists),
-    )
+    excluded = _excluded_keys(liked_indptr, liked_playlists, owner, n_playlists)
     b = users.size
     want_hard = n_negatives // 2
     negatives = np.full((b, n_negatives), -1, dtype=np.int64)
