@@ -89,3 +89,19 @@ def test_property_equal_to_reference(n_users, n_playlists, n_songs, density, blo
     playlist_song = _random_binary(rng, n_playlists, n_songs, density)
     e = exploration_coefficients(n_users, seed)
     _assert_matches_reference(user_song, playlist_song, e, label_users(user_song, playlist_song, e, block_size=block_size))
+
+
+@pytest.mark.parametrize("block_size", [1, 33, 500])
+def test_torch_kernel_equals_scipy_kernel(block_size: int) -> None:
+    """The GPU path (run here with torch on the CPU) selects exactly what the scipy path does."""
+    rng = np.random.default_rng(11)
+    user_song = _random_binary(rng, 150, 50, 0.1)
+    playlist_song = _random_binary(rng, 120, 50, 0.12)
+    e = exploration_coefficients(150, seed=2)
+    reference = label_users(user_song, playlist_song, e, block_size=block_size, device="scipy")
+    torch_labels = label_users(user_song, playlist_song, e, block_size=block_size, device="cpu")
+    for name, array in reference.arrays().items():
+        if name == "liked_scores":
+            np.testing.assert_allclose(torch_labels.liked_scores, array, rtol=1e-12)
+        else:
+            np.testing.assert_array_equal(getattr(torch_labels, name), array, err_msg=name)
