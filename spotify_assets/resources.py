@@ -171,3 +171,56 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> object:
         return json.loads(self._path(context.upstream_output).read_text())
+
+
+class ExperimentTracker(dg.ConfigurableResource):
+    """Weights & Biases, offline by default: runs are written under ``dir`` (sync them later
+    with ``wandb sync``); online only when ``mode='online'`` and ``WANDB_API_KEY`` is set in
+    the environment. The key is never read into config, logs or metadata."""
+
+    project: str = Field(default="spotify_assets", description="wandb project name.")
+    mode: str = Field(default="offline", description="'offline', 'online' or 'disabled'.")
+    dir: str = Field(description="Folder for offline runs.")
+
+    def effective_mode(self) -> str:
+        mode = os.environ.get("WANDB_MODE", self.mode)
+        if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+            return "offline"  # no credentials: never try the network
+        return mode if mode in ("offline", "online", "disabled") else "offline"
+
+    @contextmanager
+    def run(self, name: str, config: dict, group: str | None = None) -> Iterator["TrackedRun"]:
+        import wandb
+
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        run = wandb.init(
+            project=self.project, name=name, group=group, config=config, dir=self.dir,
+            mode=self.effective_mode(), reinit="finish_previous",
+            settings=wandb.Settings(silent=True, x_disable_stats=True, console="off"),
+        )
+        tracked = TrackedRun(run)
+        try:
+            yield tracked
+        finally:
+            run.finish()
+
+
+class TrackedRun:
+    """A thin handle on one wandb run: log rows, set summary values, report where it lives."""
+
+    def __init__(self, run):
+        self._run = run
+
+    def log(self, row: dict) -> None:
+        self._run.log(row)
+
+    def summary(self, **values: float) -> None:
+        for key, value in values.items():
+            self._run.summary[key] = value
+
+    @property
+    def location(self) -> str:
+        """``entity/project/run_id`` online; the local run folder offline."""
+        if getattr(self._run, "offline", False) or self._run.settings.mode == "offline":
+            return str(Path(self._run.dir).parent)
+        return "/".join(self._run.path) if isinstance(self._run.path, list | tuple) else str(self._run.path)

@@ -10,10 +10,10 @@ import duckdb
 import pytest
 
 from spotify_assets.defs.evaluate.assets import model_leaderboard
-from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, user_neighbors
+from spotify_assets.defs.train.assets import als_model, bpr_model, bpr_sweep, popularity_model, user_neighbors
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
 
-MODELS = [bpr_model, user_neighbors, popularity_model, als_model, model_leaderboard]
+MODELS = [bpr_sweep, bpr_model, user_neighbors, popularity_model, als_model, model_leaderboard]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def evaluated(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("models") / "data"
     shutil.copytree(tiny_raw, data_dir / "raw")
     result = run_chain(data_dir, assets=CHAIN + MODELS, run_config={"ops": {
-        "bpr_model": {"config": {"dim": 16, "max_epochs": 5}},
+        "bpr_sweep": {"config": {"dims": [8, 16], "lrs": [0.1], "max_epochs": 3}},
+        "bpr_model": {"config": {"max_epochs": 5}},
         "als_model": {"config": {"factors": [8], "alphas": [1.0, 10.0], "iterations": 5}},
         "user_neighbors": {"config": {"k": 20}},
     }}, raise_on_error=False)
@@ -46,3 +47,13 @@ def test_leaderboard_has_every_model_and_segment(evaluated) -> None:
     check = [c for c in result.get_asset_check_evaluations() if c.check_name == "bpr_beats_popularity"]
     assert len(check) == 1  # evaluated (pass or fail is data-dependent at tiny scale)
     assert events["als_model"]["sweep"].value.count("\n") >= 3  # header, rule, 2 trials
+    # the BPR sweep recorded both trials, and bpr_model trained with the winner's settings
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        trials = con.execute("SELECT dim, lr, val_mrr, wandb FROM bpr_sweep_trials ORDER BY trial").fetchall()
+    assert [t[0] for t in trials] == [8, 16]
+    best = events["bpr_sweep"]["best"].value
+    assert events["bpr_model"]["config"].value["dim"] == best["dim"]
+    assert "bpr_sweep best" in events["bpr_model"]["hyperparameters_from"].value
+    # wandb ran offline and left its run folders under the data folder
+    assert all(Path(t[3]).exists() and str(data_dir) in t[3] for t in trials)
+    assert Path(events["bpr_model"]["wandb_run"].value).exists()

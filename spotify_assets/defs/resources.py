@@ -14,6 +14,7 @@ import dagster as dg
 from spotify_assets.resources import (
     ArtifactStore,
     DuckDBWarehouse,
+    ExperimentTracker,
     JsonIOManager,
     PipelineSettings,
     RawInputs,
@@ -43,6 +44,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
         "artifacts": ArtifactStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(),
         "json_io_manager": JsonIOManager(root=str(data / "artifacts" / "_op_outputs")),
+        "tracker": ExperimentTracker(dir=str(data / "wandb"), mode=os.environ.get("SPOTIFY_ASSETS_WANDB_MODE", "offline")),
     }
 
 

@@ -1,18 +1,28 @@
 """Models: Lightning BPR, exact user-KNN, popularity and ALS baselines."""
 
+import json
 import time
+from dataclasses import asdict, replace
 
 import dagster as dg
+import pyarrow as pa
 import numpy as np
 import scipy.sparse as sp
 
-from spotify_assets.metadata import markdown_table, peak_rss_mb
+from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
 from spotify_assets.metrics import sampled_metrics
 from spotify_assets.models.baselines import popularity_scores, train_als
 from spotify_assets.models.bpr import BPRConfig, train_bpr
 from spotify_assets.models.knn import top_k_neighbors
 from spotify_assets.matrices import load_csr
-from spotify_assets.resources import ArtifactStore, PipelineSettings
+from spotify_assets.resources import (
+    DUCKDB_OP_TAGS,
+    DUCKDB_POOL,
+    ArtifactStore,
+    DuckDBWarehouse,
+    ExperimentTracker,
+    PipelineSettings,
+)
 from spotify_assets.splits import TRAIN
 
 TRAIN_GROUP = "train"
@@ -20,6 +30,7 @@ BPR_CHECKPOINT = ("train", "bpr.pt")
 NEIGHBORS = ("train", "user_neighbors.npz")
 POPULARITY = ("train", "popularity.npz")
 ALS = ("train", "als.npz")
+SWEEP_BEST = ("train", "bpr_sweep_best.json")
 
 
 def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False) -> sp.csr_matrix:
@@ -47,6 +58,8 @@ def val_batch(artifacts: ArtifactStore, split: str = "val") -> tuple[np.ndarray,
 
 
 class BPRTrainingConfig(dg.Config):
+    use_sweep: bool = True
+    """Take dim, lr and reg from the best bpr_sweep trial (by val MRR); False uses the values below."""
     dim: int = 64
     """Embedding size."""
     lr: float = 0.05
@@ -63,21 +76,100 @@ class BPRTrainingConfig(dg.Config):
     """'auto' picks the GPU when one exists."""
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches"])
+def _bpr_inputs(artifacts: ArtifactStore) -> tuple[np.ndarray, int, int]:
+    triplets = artifacts.load_arrays("split", "bpr_triplets.npz")["triplets"]
+    n_users = artifacts.load_arrays("label", "labels.npz")["n_scored"].size
+    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
+    return triplets, n_users, n_playlists
+
+
+def _history_table(history: list[dict]) -> str:
+    return markdown_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in history])
+
+
+class BPRSweepConfig(dg.Config):
+    dims: list[int] = [32, 64]
+    lrs: list[float] = [0.05, 0.1]
+    regs: list[float] = [1e-4]
+    max_epochs: int = 15
+    """Epochs per trial (early stopping still applies)."""
+    batch_size: int = 8192
+    accelerator: str = "auto"
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
+          op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
+def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifacts: ArtifactStore,
+              warehouse: DuckDBWarehouse, tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
+    """A grid over dim x lr x reg: every trial trained on the same triplets, scored by val
+    MRR, recorded in the warehouse (``bpr_sweep_trials``) and in wandb; the best feeds bpr_model."""
+    triplets, n_users, n_playlists = _bpr_inputs(artifacts)
+    trials = []
+    for dim in config.dims:
+        for lr in config.lrs:
+            for reg in config.regs:
+                trial_config = BPRConfig(dim=dim, lr=lr, reg=reg, batch_size=config.batch_size,
+                                         max_epochs=config.max_epochs, seed=settings.seed)
+                name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}"
+                with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
+                    result = train_bpr(triplets, n_users, n_playlists, trial_config,
+                                       artifacts.path("train", "sweep", f"{name}.pt"), val_batch=val_batch(artifacts),
+                                       accelerator=config.accelerator)
+                    for row in result.history:
+                        run.log(row)
+                    run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
+                    location = run.location
+                trials.append({"trial": len(trials), "dim": dim, "lr": lr, "reg": reg,
+                               "val_mrr": float(result.best_val_mrr), "epochs": result.epochs_run,
+                               "triplets_per_second": round(result.triplets_per_second), "wandb": location})
+                context.log.info(f"trial {name}: val MRR {result.best_val_mrr:.4f} in {result.epochs_run} epochs")
+    scored = [t for t in trials if np.isfinite(t["val_mrr"])]
+    best = max(scored, key=lambda t: t["val_mrr"]) if scored else trials[0]
+    with artifacts.atomic_path(*SWEEP_BEST) as tmp:
+        tmp.write_text(json.dumps({k: best[k] for k in ("dim", "lr", "reg", "val_mrr")}))
+    with warehouse.connect() as con:
+        con.register("_trials", pa.Table.from_pylist(trials))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("CREATE OR REPLACE TABLE bpr_sweep_trials AS SELECT * FROM _trials")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_trials")
+        meta = table_metadata(con, "bpr_sweep_trials")
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "trials": dg.MetadataValue.md(markdown_table(trials)),
+        "best": dg.MetadataValue.json({k: best[k] for k in ("dim", "lr", "reg", "val_mrr")}),
+    })
+
+
+@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches", "bpr_sweep"])
 def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, artifacts: ArtifactStore,
-              settings: PipelineSettings) -> dg.MaterializeResult:
+              tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
     """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning from the
     in-memory triplet tensor, early-stopped on validation MRR; checkpoint written atomically."""
     if config.optimizer not in ("sgd", "sparse_adam"):
         raise dg.Failure(f"optimizer must be 'sgd' or 'sparse_adam', got {config.optimizer!r}")
-    triplets = artifacts.load_arrays("split", "bpr_triplets.npz")["triplets"]
-    n_users = artifacts.load_arrays("label", "labels.npz")["n_scored"].size
-    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
+    triplets, n_users, n_playlists = _bpr_inputs(artifacts)
     bpr_config = BPRConfig(dim=config.dim, lr=config.lr, reg=config.reg, batch_size=config.batch_size,
                            max_epochs=config.max_epochs, optimizer=config.optimizer, seed=settings.seed,
                            patience=config.patience)
-    result = train_bpr(triplets, n_users, n_playlists, bpr_config, artifacts.path(*BPR_CHECKPOINT),
-                       val_batch=val_batch(artifacts), accelerator=config.accelerator)
+    source = "run config"
+    best_path = artifacts.path(*SWEEP_BEST)
+    if config.use_sweep and best_path.exists():
+        best = json.loads(best_path.read_text())
+        bpr_config = replace(bpr_config, dim=int(best["dim"]), lr=float(best["lr"]), reg=float(best["reg"]))
+        source = f"bpr_sweep best (val MRR {best['val_mrr']:.4f})"
+    with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
+        result = train_bpr(triplets, n_users, n_playlists, bpr_config, artifacts.path(*BPR_CHECKPOINT),
+                           val_batch=val_batch(artifacts), accelerator=config.accelerator)
+        for row in result.history:
+            run.log(row)
+        run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
+        location = run.location
     context.log.info(f"BPR: {result.epochs_run} epochs, best val MRR {result.best_val_mrr:.4f}, "
                      f"{result.triplets_per_second:,.0f} triplets/s on {result.device}")
     return dg.MaterializeResult(metadata={
@@ -88,9 +180,10 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
         "triplets_per_second": round(result.triplets_per_second),
         "train_seconds": round(result.train_seconds, 2),
         "device": result.device,
-        "config": dg.MetadataValue.json({k: v for k, v in bpr_config.__dict__.items()}),
-        "val_history": dg.MetadataValue.md(markdown_table([{k: round(v, 4) if isinstance(v, float) else v
-                                                            for k, v in row.items()} for row in result.history])),
+        "hyperparameters_from": source,
+        "config": dg.MetadataValue.json(asdict(bpr_config)),
+        "wandb_run": location,
+        "val_history": dg.MetadataValue.md(_history_table(result.history)),
         "peak_rss_mb": peak_rss_mb(),
     })
 
