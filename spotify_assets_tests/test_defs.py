@@ -27,9 +27,14 @@ def test_definitions_load_with_groups_jobs_and_sensor() -> None:
     assert INGEST_KEYS | {"stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary"} <= keys
     groups = {graph.get(dg.AssetKey(k)).group_name for k in INGEST_KEYS}
     assert groups == {"ingest"}
-    for job in ("full_pipeline", "ingest_job"):
+    for job in ("full_pipeline", "ingest_job", "prepare_job", "train_job"):
         assert defs.resolve_job_def(job) is not None
     assert defs.resolve_sensor_def("mpd_slice_sensor") is not None
+    groups_of = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert {"ingest", "staging", "marts", "prepare", "label", "split", "train", "evaluate"} <= groups_of
+    # everything derived rebuilds by itself once its inputs pass their blocking checks
+    derived = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name != "ingest"]
+    assert all(graph.get(k).automation_condition is not None for k in derived)
     # every asset has a human description
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description, f"{key} has no description"
@@ -82,3 +87,14 @@ def test_materialize_ingest_and_sql_in_process(data_dir: Path) -> None:
     with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
         n_playlists = con.execute("SELECT count(*) FROM stg_playlists").fetchall()[0][0]
     assert n_playlists == md["dagster/row_count"].value
+
+
+def test_nightly_retrain_schedule_targets_train_job() -> None:
+    defs = load_defs()
+    schedule = defs.resolve_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "train_job"
+    train_assets = defs.resolve_job_def("train_job").asset_layer.executable_asset_keys
+    assert {dg.AssetKey("bpr_model"), dg.AssetKey("model_leaderboard")} <= set(train_assets)
+    with dg.instance_for_test() as instance:
+        requests = list(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests or [])
+    assert len(requests) == 1

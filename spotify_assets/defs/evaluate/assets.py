@@ -3,6 +3,8 @@
 import time
 
 import dagster as dg
+
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
@@ -40,7 +42,7 @@ class LeaderboardConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=EVALUATE,
+    group_name=EVALUATE, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"duckdb", "numpy"},
     deps=["bpr_model", "user_neighbors", "popularity_model", "als_model", "eval_batches"],
     op_tags=DUCKDB_OP_TAGS,

@@ -9,6 +9,8 @@ cluster, and each step processes its shard block by block (memory bounded by
 import time
 
 import dagster as dg
+
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 
 from spotify_assets.labeling import (
@@ -31,7 +33,7 @@ EXPLORATION = ("label", "exploration.npz")
 LABELS = ("label", "labels.npz")
 
 
-@dg.asset(name="exploration_coefficients", group_name=LABEL, kinds={"numpy"}, deps=["user_song_matrix"])
+@dg.asset(name="exploration_coefficients", group_name=LABEL, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_song_matrix"])
 def exploration_coefficients_artifact(
     context: dg.AssetExecutionContext, artifacts: ArtifactStore, settings: PipelineSettings
 ) -> dg.MaterializeResult:
@@ -159,6 +161,7 @@ def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: 
 @dg.graph_asset(
     name="liked_playlists",
     group_name=LABEL,
+    automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"scipy", "numpy"},
     ins={
         "exploration_coefficients": dg.AssetIn(dagster_type=dg.Nothing),

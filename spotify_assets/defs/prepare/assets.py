@@ -3,6 +3,8 @@
 import time
 
 import dagster as dg
+
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 import pyarrow as pa
 
@@ -24,18 +26,18 @@ PREPARE = "prepare"
     specs=[
         dg.AssetSpec(
             "song_catalog",
-            group_name=PREPARE,
+            group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS,
             kinds={"duckdb", "python"},
             deps=["stg_songs", "track_dictionary"],
             description="One dense song_key_id per canonical song key (title@@artist, version suffixes dropped), "
             "over MSD songs and MPD tracks.",
         ),
         dg.AssetSpec(
-            "msd_song_keys", group_name=PREPARE, kinds={"duckdb"}, deps=["stg_songs"],
+            "msd_song_keys", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["stg_songs"],
             description="MSD song id -> plain key, canonical key, song_key_id, mismatched flag.",
         ),
         dg.AssetSpec(
-            "mpd_track_keys", group_name=PREPARE, kinds={"duckdb"}, deps=["track_dictionary"],
+            "mpd_track_keys", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["track_dictionary"],
             description="MPD track -> plain key, canonical key, song_key_id.",
         ),
     ],
@@ -138,15 +140,15 @@ MATRIX_FILES = {
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("user_dictionary", group_name=PREPARE, kinds={"duckdb"}, deps=["msd_song_keys", "mpd_track_keys", "stg_listens"],
+        dg.AssetSpec("user_dictionary", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["msd_song_keys", "mpd_track_keys", "stg_listens"],
                      description="ENTP user id -> dense uid (row of user_song_matrix); users with no matched song dropped."),
-        dg.AssetSpec("playlist_dictionary", group_name=PREPARE, kinds={"duckdb"}, deps=["mpd_track_keys", "stg_playlist_tracks"],
+        dg.AssetSpec("playlist_dictionary", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["mpd_track_keys", "stg_playlist_tracks"],
                      description="MPD pid -> dense playlist index (row of playlist_song_matrix); playlists with no matched song dropped."),
-        dg.AssetSpec("user_song_matrix", group_name=PREPARE, kinds={"scipy"}, deps=["user_dictionary"],
+        dg.AssetSpec("user_song_matrix", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["user_dictionary"],
                      description="Binary CSR (n_users x n_songs) of matched songs per user, float32 ones, .npz."),
-        dg.AssetSpec("playlist_song_matrix", group_name=PREPARE, kinds={"scipy"}, deps=["playlist_dictionary"],
+        dg.AssetSpec("playlist_song_matrix", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["playlist_dictionary"],
                      description="Binary CSR (n_playlists x n_songs) of matched songs per playlist, float32 ones, .npz."),
-        dg.AssetSpec("song_counts", group_name=PREPARE, kinds={"numpy"}, deps=["user_song_matrix", "playlist_song_matrix"],
+        dg.AssetSpec("song_counts", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_song_matrix", "playlist_song_matrix"],
                      description="s(u) songs per user and p(j) songs per playlist (int32 arrays, .npz)."),
     ],
     op_tags=DUCKDB_OP_TAGS,

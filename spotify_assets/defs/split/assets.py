@@ -8,6 +8,8 @@ eval batches valid), because training and evaluation downstream trust them.
 import time
 
 import dagster as dg
+
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 
 from spotify_assets.labeling import liked_counts
@@ -49,7 +51,7 @@ class SplitConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=SPLIT,
+    group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
     deps=["liked_playlists"],
     check_specs=[
@@ -108,7 +110,7 @@ class OwnershipConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=SPLIT,
+    group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
     deps=["user_splits", "song_counts"],
     check_specs=[dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
@@ -158,7 +160,7 @@ class SamplingConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=SPLIT,
+    group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
     deps=["playlist_ownership"],
     check_specs=[dg.AssetCheckSpec("triplets_valid", asset="bpr_triplets", blocking=True,
@@ -198,7 +200,7 @@ class EvalConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=SPLIT,
+    group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
     deps=["playlist_ownership"],
     check_specs=[dg.AssetCheckSpec("eval_batches_valid", asset="eval_batches", blocking=True,

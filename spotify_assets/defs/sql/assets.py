@@ -9,6 +9,8 @@ import hashlib
 
 import dagster as dg
 
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+
 from spotify_assets import checks
 from spotify_assets.metadata import table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse
@@ -55,7 +57,7 @@ def build_sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
         code_version=hashlib.sha1(model.sql.encode()).hexdigest()[:12],
         metadata={"sql": dg.MetadataValue.md(f"```sql\n{model.sql}\n```"), "path": dg.MetadataValue.path(str(model.path))},
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER_WHEN_CHECKS_PASS,
     )
     def _sql_model(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
         with warehouse.connect() as con:

@@ -5,6 +5,8 @@ import time
 from dataclasses import asdict, replace
 
 import dagster as dg
+
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import pyarrow as pa
 import numpy as np
 import scipy.sparse as sp
@@ -97,7 +99,7 @@ class BPRSweepConfig(dg.Config):
     accelerator: str = "auto"
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
           op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifacts: ArtifactStore,
               warehouse: DuckDBWarehouse, tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
@@ -146,7 +148,7 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
     })
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches", "bpr_sweep"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches", "bpr_sweep"])
 def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, artifacts: ArtifactStore,
               tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
     """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning from the
@@ -195,7 +197,7 @@ class NeighborsConfig(dg.Config):
     """Users per similarity block (memory grows with it)."""
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"scipy"}, deps=["user_song_matrix"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["user_song_matrix"])
 def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, artifacts: ArtifactStore
                    ) -> dg.MaterializeResult:
     """Exact top-k cosine neighbours per user on L2-normalized user-song rows (blocked sparse products)."""
@@ -216,7 +218,7 @@ def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, a
     })
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"numpy"}, deps=["user_splits"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits"])
 def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     """Playlists ranked by how many users like them in train."""
     scores = popularity_scores(train_positive_matrix(artifacts))
@@ -238,7 +240,7 @@ class ALSConfig(dg.Config):
     iterations: int = 15
 
 
-@dg.asset(group_name=TRAIN_GROUP, kinds={"numpy"}, deps=["user_splits", "eval_batches"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "eval_batches"])
 def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: ArtifactStore,
               settings: PipelineSettings) -> dg.MaterializeResult:
     """ALS (``implicit``, BM25-weighted) with a factors x alpha sweep; the best by val MRR is kept."""
