@@ -65,11 +65,12 @@ def test_asset_graph_launch_and_metadata(ui) -> None:
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=90_000)
             page.screenshot(path=str(ARTIFACTS / "01_ingest_group.png"))
 
-            # 2. the asset catalog lists the other groups
-            page.goto(f"{base}/assets")
-            for group in ("staging", "marts"):
-                expect(page.get_by_text(group, exact=True).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "02_catalog.png"))
+            # 2. the other stages' groups show their key assets
+            for group, asset in (("staging", "stg_playlists"), ("label", "liked_playlists"),
+                                 ("evaluate", "model_leaderboard")):
+                page.goto(f"{base}/locations/{LOCATION}/asset-groups/{group}")
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=90_000)
+            page.screenshot(path=str(ARTIFACTS / "02_evaluate_group.png"))
 
             # 3. launch a materialization of entp_listens from its asset page
             page.goto(f"{base}/assets/entp_listens")
