@@ -14,14 +14,14 @@ from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.ingest.sensors import mpd_slice_sensor
 from spotify_assets.defs.resources import build_resources
-from spotify_assets.definitions import defs as load_defs
+from spotify_assets.definitions import defs as project_defs
 from spotify_assets.ingest import list_mpd_slices
 
 INGEST_KEYS = {"mpd_playlists", "mpd_playlist_tracks", "entp_listens", "msd_songs"}
 
 
 def test_definitions_load_with_groups_jobs_and_sensor() -> None:
-    defs = load_defs()
+    defs = project_defs
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert INGEST_KEYS | {"stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary"} <= keys
@@ -90,7 +90,7 @@ def test_materialize_ingest_and_sql_in_process(data_dir: Path) -> None:
 
 
 def test_nightly_retrain_schedule_targets_train_job() -> None:
-    defs = load_defs()
+    defs = project_defs
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "train_job"
     train_assets = defs.resolve_job_def("train_job").asset_layer.executable_asset_keys
