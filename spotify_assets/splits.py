@@ -1,22 +1,33 @@
 """Splits, ownership and sampling (DESIGN §3), vectorized and seeded (no Dagster imports).
 
-Conventions: users and playlists are dense matrix-row ids. A user's liked playlists come
-from :class:`spotify_assets.labeling.Labels` (CSR ``liked_indptr`` / ``liked_playlists``).
-Split codes per liked pair: 0 train, 1 val, 2 test. Cold users hold out *all* their
-positives as test (flagged, so evaluation can report them as their own segment).
+Conventions. Users and playlists are dense matrix-row ids. A user's liked playlists come
+from :class:`spotify_assets.labeling.Labels` as CSR (``liked_indptr``, ``liked_playlists``);
+every per-pair array here (``split``…) is aligned with ``liked_playlists``. Split codes per
+liked pair: 0 train, 1 val, 2 test.
 
-Every function that draws takes ``seed`` and derives its own stream from
-``SeedSequence([seed, STREAM])``, so changing one stage never shifts another's draws.
+Cold users. A seeded share of the users with positives is *cold*: all their positives are
+held out with code TEST and the user is flagged in ``UserSplits.cold`` (and in every eval
+batch row), so evaluation reports them as their own segment and training never sees them.
+A cold user's positives count as held out everywhere (never owned by that user, never
+sampled as its negatives).
+
+Seeds. Every function that draws takes ``seed`` and derives its own stream from
+``SeedSequence([seed, STREAM])``, so changing one stage never shifts another's draws; two
+calls with the same arguments return identical arrays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from spotify_assets.labeling import LIKED_SHARE, OwnershipCandidates, liked_counts
+
 TRAIN, VAL, TEST = 0, 1, 2
-_STREAM_SPLIT, _STREAM_COLD, _STREAM_TRIPLETS, _STREAM_EVAL = 11, 12, 13, 14
+SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
+_STREAM_SPLIT, _STREAM_COLD, _STREAM_TRIPLETS, _STREAM_EVAL, _STREAM_DOWNSCALE = 11, 12, 13, 14, 15
+_MAX_ROUNDS = 1000
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -27,6 +38,63 @@ def _row_ids(indptr: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
 
 
+def _indptr(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _check_csr(indptr: np.ndarray, values: np.ndarray, name: str) -> None:
+    if indptr.ndim != 1 or indptr.size < 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"{name}_indptr must be non-decreasing CSR pointers starting at 0")
+    if int(indptr[-1]) != values.size:
+        raise ValueError(f"{name}_indptr ends at {int(indptr[-1])} but there are {values.size} {name} entries")
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(np.round(x, 12) + 0.5).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# verdicts (used by asset checks)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A validator's answer: ``passed``, the number of offending items, and details for
+    asset-check metadata (plain ints/floats/strings). Unpacks as ``(passed, failures)``."""
+
+    passed: bool
+    failures: int
+    details: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.passed, self.failures))
+
+
+def _verdict(failures: int, **details) -> Verdict:
+    return Verdict(passed=failures == 0, failures=int(failures), details=details)
+
+
+# --------------------------------------------------------------------------------------
+# user sampling
+# --------------------------------------------------------------------------------------
+
+
+def downscale_users(n_users: int, share: float, seed: int) -> np.ndarray:
+    """Sorted int64 ids of a seeded uniform sample of ``round(share · n_users)`` users
+    (at least one when ``share > 0`` and there are users). ``share = 1`` keeps all."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError("share must be in (0, 1]")
+    if n_users < 0:
+        raise ValueError("n_users must be non-negative")
+    if share == 1.0:
+        return np.arange(n_users, dtype=np.int64)
+    n_keep = min(n_users, max(1, int(_round_half_up(np.array(share * n_users))))) if n_users else 0
+    return np.sort(_rng(seed, _STREAM_DOWNSCALE).choice(n_users, size=n_keep, replace=False)).astype(np.int64)
+
+
 # --------------------------------------------------------------------------------------
 # splits
 # --------------------------------------------------------------------------------------
@@ -34,22 +102,43 @@ def _row_ids(indptr: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UserSplits:
-    """split : int8 per liked pair (aligned with liked_playlists); cold : bool per user."""
+    """split : int8 per liked pair (aligned with liked_playlists), TRAIN / VAL / TEST.
+    cold : bool per user; a cold user's positives are all TEST."""
 
     split: np.ndarray
     cold: np.ndarray
 
+    def counts(self) -> dict[str, int]:
+        per = np.bincount(self.split, minlength=3) if self.split.size else np.zeros(3, np.int64)
+        return {SPLIT_NAMES[code]: int(per[code]) for code in (TRAIN, VAL, TEST)}
+
 
 def split_sizes(n_positives: np.ndarray, fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
                 min_positives: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_train, n_val, n_test) per user. Users with fewer than ``min_positives`` keep all in
-    train; others get ``max(1, round(f_val·n))`` val, ``max(1, round(f_test·n))`` test and
-    the rest train (so 5 positives -> 3/1/1)."""
+    """(n_train, n_val, n_test) per user, int64.
+
+    Users with fewer than ``min_positives`` keep all in train. Others get
+    ``n_val = max(1, round(f_val · n))`` and ``n_test = max(1, round(f_test · n))``
+    (round half up) and the rest in train; if that leaves no train positive, val (then
+    test) gives one back. So 5 -> 3/1/1, 10 -> 7/2/1, 15 -> 10/3/2, 33 -> 23/7/3.
+    """
+    _check_fractions(fractions, min_positives)
     n = np.asarray(n_positives, dtype=np.int64)
     eligible = n >= min_positives
-    n_val = np.where(eligible, np.maximum(1, np.rint(fractions[1] * n)), 0).astype(np.int64)
-    n_test = np.where(eligible, np.maximum(1, np.rint(fractions[2] * n)), 0).astype(np.int64)
+    n_val = np.where(eligible, np.maximum(1, _round_half_up(fractions[1] * n)), 0)
+    n_test = np.where(eligible, np.maximum(1, _round_half_up(fractions[2] * n)), 0)
+    short = np.where(eligible, np.maximum(0, 1 - (n - n_val - n_test)), 0)
+    from_val = np.minimum(short, np.maximum(n_val - 1, 0))
+    n_val = n_val - from_val
+    n_test = n_test - (short - from_val)
     return n - n_val - n_test, n_val, n_test
+
+
+def _check_fractions(fractions: tuple[float, float, float], min_positives: int) -> None:
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError("fractions must be three non-negative shares (train, val, test) summing to 1")
+    if min_positives < 3:
+        raise ValueError("min_positives must be >= 3 (one train, one val and one test positive)")
 
 
 def split_users(
@@ -59,26 +148,33 @@ def split_users(
     min_positives: int = 5,
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
 ) -> UserSplits:
-    """Assign each liked pair to train/val/test.
+    """Assign every liked pair to train / val / test.
 
-    liked_indptr : (n_users + 1,) int64 CSR pointers of the liked pairs.
-    A share ``cold_share`` of the users with at least one positive (exactly
-    ``round(cold_share · n)``, seeded) is cold: all positives test. The others shuffle
-    their positives (seeded) and split them by :func:`split_sizes`.
+    Parameters
+    ----------
+    liked_indptr : (n_users + 1,) int64 CSR pointers of the liked pairs (n_users is implied).
+    seed : drives the cold draw and the per-user shuffles.
+    cold_share : exactly ``round(cold_share · u)`` of the ``u`` users with at least one
+        positive (seeded, uniform) are cold: all positives TEST.
+    min_positives, fractions : see :func:`split_sizes` (warm users).
+
+    Returns
+    -------
+    :class:`UserSplits`; no pair gets two labels (one label per pair by construction).
     """
     if not 0.0 <= cold_share < 1.0:
         raise ValueError("cold_share must be in [0, 1)")
-    if abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError("fractions must sum to 1")
+    _check_fractions(fractions, min_positives)
+    liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
     n_users = liked_indptr.size - 1
     counts = np.diff(liked_indptr)
     with_positives = np.flatnonzero(counts > 0)
     cold = np.zeros(n_users, dtype=bool)
-    n_cold = int(round(cold_share * with_positives.size))
+    n_cold = int(_round_half_up(np.array(cold_share * with_positives.size)))
     if n_cold:
         cold[_rng(seed, _STREAM_COLD).choice(with_positives, size=n_cold, replace=False)] = True
     users = _row_ids(liked_indptr)
-    # a random rank within each user's positives
+    # a uniformly random rank of each positive within its user (one sort for all users)
     keys = _rng(seed, _STREAM_SPLIT).random(users.size)
     order = np.lexsort((keys, users))
     rank = np.empty(users.size, dtype=np.int64)
@@ -89,11 +185,49 @@ def split_users(
     return UserSplits(split=split, cold=cold)
 
 
-def check_no_split_overlap(users: np.ndarray, playlists: np.ndarray, split: np.ndarray) -> tuple[bool, int]:
-    """Each (user, playlist) pair carries exactly one split: returns (ok, duplicated pairs)."""
-    keys = users.astype(np.int64) * (int(playlists.max(initial=0)) + 1) + playlists
-    unique = np.unique(keys).size
-    return unique == keys.size, int(keys.size - unique)
+# --------------------------------------------------------------------------------------
+# pair keys
+# --------------------------------------------------------------------------------------
+
+
+def _pair_keys(users: np.ndarray, playlists: np.ndarray, n_playlists: int) -> np.ndarray:
+    return np.asarray(users, dtype=np.int64) * n_playlists + np.asarray(playlists, dtype=np.int64)
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    if sorted_keys.size == 0:
+        return np.zeros(np.shape(keys), dtype=bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    pos[pos == sorted_keys.size] = 0
+    return sorted_keys[pos] == keys
+
+
+def liked_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, n_playlists: int,
+               split: np.ndarray | None = None, which: tuple[int, ...] | None = None) -> np.ndarray:
+    """Sorted int64 keys ``user · n_playlists + playlist`` of the liked pairs (of the
+    splits in ``which`` when given)."""
+    users = _row_ids(liked_indptr)
+    playlists = liked_playlists
+    if which is not None:
+        chosen = np.isin(split, which)
+        users, playlists = users[chosen], playlists[chosen]
+    return np.sort(_pair_keys(users, playlists, n_playlists))
+
+
+def _owned_keys(owner: np.ndarray, n_playlists: int) -> np.ndarray:
+    owned = np.flatnonzero(owner >= 0)
+    return np.sort(_pair_keys(owner[owned], owned, n_playlists))
+
+
+def _excluded_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, owner: np.ndarray,
+                   n_playlists: int) -> np.ndarray:
+    """Sorted keys of every liked (any split) or owned (user, playlist) pair. Duplicates
+    are harmless for membership tests, and one sort is cheaper than a hash union."""
+    owned = np.flatnonzero(owner >= 0)
+    return np.sort(np.concatenate([
+        _pair_keys(_row_ids(liked_indptr), liked_playlists, n_playlists),
+        _pair_keys(owner[owned], owned, n_playlists),
+    ]))
 
 
 # --------------------------------------------------------------------------------------
@@ -103,80 +237,194 @@ def check_no_split_overlap(users: np.ndarray, playlists: np.ndarray, split: np.n
 
 @dataclass(frozen=True)
 class Ownership:
-    """owner : int32 (n_playlists,), the owning user or -1; owned_counts : int32 per user."""
+    """owner : int32 (n_playlists,), the owning user or -1. owned_counts : int32 (n_users,).
+    exhausted : playlists left unowned after rejecting every one of a *full* candidate list
+    (more users may have scored them, so the greedy over all pairs might have found an
+    owner further down); 0 means the result equals the greedy over all scored pairs."""
 
     owner: np.ndarray
     owned_counts: np.ndarray
-    used_sequential_greedy: bool
+    exhausted: int = 0
+    rounds: int = 0
 
     @property
     def unowned(self) -> int:
         return int((self.owner < 0).sum())
 
+    @property
+    def gini(self) -> float:
+        return ownership_gini(self.owned_counts)
 
-def gini(values: np.ndarray) -> float:
-    """Gini coefficient of non-negative values (0 = equal, → 1 = concentrated)."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
+    @property
+    def used_sequential_greedy(self) -> bool:  # kept for older callers: never sequential now
+        return False
+
+
+def ownership_gini(owned_counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (0 = equal, -> 1 = concentrated)."""
+    x = np.sort(np.asarray(owned_counts, dtype=np.float64))
     if x.size == 0 or x.sum() == 0:
         return 0.0
     n = x.size
     return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
 
 
+gini = ownership_gini
+
+
+def _held_out_mask(cand_users: np.ndarray, cand_playlists: np.ndarray, liked_indptr: np.ndarray,
+                   liked_playlists: np.ndarray, split: np.ndarray, n_playlists: int) -> np.ndarray:
+    held = liked_keys(liked_indptr, liked_playlists, n_playlists, split, (VAL, TEST))
+    return _contains(held, _pair_keys(cand_users, cand_playlists, n_playlists))
+
+
+def _greedy_by_proposals(indptr: np.ndarray, users: np.ndarray, priorities: np.ndarray, valid: np.ndarray,
+                         n_users: int, cap: int) -> tuple[np.ndarray, int]:
+    """Exact greedy ownership on per-playlist candidate lists.
+
+    indptr : (n_playlists + 1,) pointers; users / priorities per entry, each playlist's
+    entries sorted by (priority desc, user asc); valid : bool per entry (False = may not own).
+
+    The greedy "highest (priority, then lower user, then lower playlist) first, each
+    playlist once, each user at most ``cap``" is the unique stable assignment when both
+    sides rank pairs by that one global order, so deferred acceptance finds it with
+    vectorized rounds: every free playlist proposes to its next valid candidate; each user
+    keeps its ``cap`` best proposals (old and new) and rejects the rest. Returns (owner,
+    rounds).
+    """
+    n_playlists = indptr.size - 1
+    n = users.size
+    ends = indptr[1:]
+    # next valid entry at or after each position (n = none)
+    nxt = np.where(valid, np.arange(n), n)
+    nxt = np.minimum.accumulate(nxt[::-1])[::-1] if n else nxt
+    nxt = np.append(nxt, n)
+    pointer = nxt[indptr[:-1]]
+    owner_entry = np.full(n_playlists, -1, dtype=np.int64)  # accepted entry per playlist
+    free = np.flatnonzero(pointer < ends)
+    rounds = 0
+    while free.size:
+        rounds += 1
+        proposals = pointer[free]
+        accepted = np.flatnonzero(owner_entry >= 0)
+        load = np.bincount(users[proposals], minlength=n_users) + np.bincount(users[owner_entry[accepted]],
+                                                                               minlength=n_users)
+        over_users = load > cap
+        if not over_users.any():
+            owner_entry[free] = proposals
+            break
+        # users over their cap rank old + new pairs and keep the best ``cap``
+        contested_old = accepted[over_users[users[owner_entry[accepted]]]]
+        contested_new = free[over_users[users[proposals]]]
+        quiet_new = free[~over_users[users[proposals]]]
+        owner_entry[quiet_new] = pointer[quiet_new]
+        playlists = np.concatenate([contested_old, contested_new])
+        entries = np.concatenate([owner_entry[contested_old], pointer[contested_new]])
+        u = users[entries]
+        order = np.lexsort((playlists, -priorities[entries], u))
+        u_sorted = u[order]
+        first = np.r_[True, u_sorted[1:] != u_sorted[:-1]]
+        starts = np.flatnonzero(first)
+        rank = np.arange(order.size) - starts[np.cumsum(first) - 1]
+        keep = order[rank < cap]
+        drop = order[rank >= cap]
+        owner_entry[playlists[keep]] = entries[keep]
+        rejected = playlists[drop]
+        owner_entry[rejected] = -1
+        pointer[rejected] = nxt[entries[drop] + 1]
+        free = rejected[pointer[rejected] < ends[rejected]]
+    owner = np.full(n_playlists, -1, dtype=np.int32)
+    has = owner_entry >= 0
+    owner[has] = users[owner_entry[has]]
+    return owner, rounds
+
+
 def assign_ownership(
-    users: np.ndarray,
-    playlists: np.ndarray,
-    scores: np.ndarray,
+    candidates,
+    liked_indptr: np.ndarray,
+    liked_playlists: np.ndarray,
     split: np.ndarray,
-    s: np.ndarray,
+    cap: int = 100,
+    *legacy,
+) -> Ownership:
+    """Greedy playlist ownership (DESIGN §3) on the labeler's ownership candidates.
+
+    Parameters
+    ----------
+    candidates : :class:`~spotify_assets.labeling.OwnershipCandidates`, per playlist its
+        top-k users by priority ``score / sqrt(s)`` over all scored pairs.
+    liked_indptr, liked_playlists, split : the liked pairs and their split codes; a user
+        never owns one of its val or test positives (cold users' positives included).
+    cap : at most this many playlists per user.
+
+    Greedy: highest priority first (ties: lower user id, then lower playlist id); each
+    playlist gets at most one owner. Computed exactly by vectorized deferred acceptance
+    (see :func:`_greedy_by_proposals`); equals :func:`ownership_reference` on the same
+    candidates, and the greedy over all scored pairs whenever ``exhausted == 0``.
+
+    Older callers passed ``(users, playlists, scores, split, s, n_playlists, cap)`` of the
+    liked pairs; that form still works and uses the train positives as candidates.
+    """
+    if not isinstance(candidates, OwnershipCandidates):
+        return _assign_from_positives(candidates, liked_indptr, liked_playlists, split, cap, *legacy)
+    if cap < 0:
+        raise ValueError("cap must be >= 0")
+    liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
+    _check_csr(liked_indptr, liked_playlists, "liked")
+    if split.shape != liked_playlists.shape:
+        raise ValueError("split must have one code per liked pair")
+    n_users = liked_indptr.size - 1
+    cand_playlists, cand_users, cand_priorities = candidates.pairs()
+    if cand_users.size and cand_users.max() >= n_users:
+        raise ValueError("an ownership candidate's user id is outside the liked matrix")
+    indptr = _indptr(np.bincount(cand_playlists, minlength=candidates.n_playlists))
+    valid = ~_held_out_mask(cand_users, cand_playlists, liked_indptr, liked_playlists, split, candidates.n_playlists)
+    owner, rounds = _greedy_by_proposals(indptr, cand_users, cand_priorities, valid, n_users, cap)
+    exhausted = int(((owner < 0) & candidates.full).sum()) if cap > 0 else 0
+    counts = np.bincount(owner[owner >= 0], minlength=n_users).astype(np.int32)
+    return Ownership(owner=owner, owned_counts=counts, exhausted=exhausted, rounds=rounds)
+
+
+def _assign_from_positives(users, playlists, scores, split, s, n_playlists, cap=100) -> Ownership:
+    """The older form: candidates are the train positives (complete lists)."""
+    users = np.asarray(users, dtype=np.int64)
+    playlists = np.asarray(playlists, dtype=np.int64)
+    s = np.asarray(s, dtype=np.float64)
+    train = np.asarray(split) == TRAIN
+    u, j = users[train], playlists[train]
+    priority = np.asarray(scores, dtype=np.float64)[train] / np.sqrt(s[u])
+    order = np.lexsort((u, -priority, j))
+    indptr = _indptr(np.bincount(j, minlength=n_playlists))
+    owner, rounds = _greedy_by_proposals(indptr, u[order], priority[order], np.ones(order.size, bool), s.size, cap)
+    counts = np.bincount(owner[owner >= 0], minlength=s.size).astype(np.int32)
+    return Ownership(owner=owner, owned_counts=counts, exhausted=0, rounds=rounds)
+
+
+def ownership_reference(
+    pair_users: np.ndarray,
+    pair_playlists: np.ndarray,
+    pair_priorities: np.ndarray,
+    liked_indptr: np.ndarray,
+    liked_playlists: np.ndarray,
+    split: np.ndarray,
     n_playlists: int,
     cap: int = 100,
-) -> Ownership:
-    """Greedy ownership over train positives, highest priority ``score / sqrt(s)`` first.
-
-    Candidates are the (user, playlist) train positives: a user owns playlists they like,
-    so an owned playlist is never a val/test positive of its owner, and every negative
-    (never liked) is never owned. Each playlist gets at most one owner, each user at most
-    ``cap`` playlists. Ties: lower user id, then lower playlist id.
-
-    When no user would exceed the cap, greedy equals "each playlist to its best candidate",
-    computed with one sort; otherwise the exact sequential greedy runs over the sorted pairs.
-    """
-    n_users = s.size
-    train = split == TRAIN
-    u, j = users[train].astype(np.int64), playlists[train].astype(np.int64)
-    priority = scores[train] / np.sqrt(s[u])
-    order = np.lexsort((j, u, -priority))
-    u, j = u[order], j[order]
+) -> np.ndarray:
+    """Slow reference: the plain sequential greedy over candidate pairs (e.g. all scored
+    pairs, or ``OwnershipCandidates.pairs()``). Returns owner int32 (n_playlists,)."""
+    held = set()
+    users = _row_ids(np.asarray(liked_indptr))
+    for u, j, code in zip(users.tolist(), np.asarray(liked_playlists).tolist(), np.asarray(split).tolist()):
+        if code != TRAIN:
+            held.add((u, j))
+    pairs = sorted(zip((-np.asarray(pair_priorities, dtype=np.float64)).tolist(),
+                       np.asarray(pair_users).tolist(), np.asarray(pair_playlists).tolist()))
     owner = np.full(n_playlists, -1, dtype=np.int32)
-    # first occurrence of each playlist in priority order = its best candidate
-    _, first = np.unique(j, return_index=True)
-    owner[j[first]] = u[first]
-    counts = np.bincount(owner[owner >= 0], minlength=n_users)
-    sequential = bool(counts.max(initial=0) > cap)
-    if sequential:
-        owner[:] = -1
-        counts = np.zeros(n_users, dtype=np.int64)
-        for user, playlist in zip(u.tolist(), j.tolist()):
-            if owner[playlist] < 0 and counts[user] < cap:
-                owner[playlist] = user
-                counts[user] += 1
-    return Ownership(owner=owner, owned_counts=counts.astype(np.int32), used_sequential_greedy=sequential)
-
-
-def ownership_reference(users, playlists, scores, split, s, n_playlists, cap=100) -> np.ndarray:
-    """Slow reference: the plain sequential greedy."""
-    pairs = [
-        (-(scores[i] / np.sqrt(s[users[i]])), int(users[i]), int(playlists[i]))
-        for i in range(users.size) if split[i] == TRAIN
-    ]
-    pairs.sort()
-    owner = np.full(n_playlists, -1, dtype=np.int32)
-    counts = np.zeros(s.size, dtype=np.int64)
-    for _, user, playlist in pairs:
-        if owner[playlist] < 0 and counts[user] < cap:
-            owner[playlist] = user
-            counts[user] += 1
+    counts: dict[int, int] = {}
+    for _, u, j in pairs:
+        if owner[j] < 0 and counts.get(u, 0) < cap and (u, j) not in held:
+            owner[j] = u
+            counts[u] = counts.get(u, 0) + 1
     return owner
 
 
@@ -185,57 +433,51 @@ def ownership_reference(users, playlists, scores, split, s, n_playlists, cap=100
 # --------------------------------------------------------------------------------------
 
 
-def _pair_keys(users: np.ndarray, playlists: np.ndarray, n_playlists: int) -> np.ndarray:
-    return users.astype(np.int64) * n_playlists + playlists.astype(np.int64)
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if sorted_keys.size == 0:
-        return np.zeros(keys.shape, dtype=bool)
-    pos = np.searchsorted(sorted_keys, keys)
-    pos[pos == sorted_keys.size] = 0
-    return sorted_keys[pos] == keys
+def usable_hard_pools(hard_indptr: np.ndarray, hard_playlists: np.ndarray, owner: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The hard candidate pools without the playlists each user owns: (indptr, playlists)."""
+    hard_indptr = np.asarray(hard_indptr, dtype=np.int64)
+    _check_csr(hard_indptr, hard_playlists, "hard")
+    keep = owner[hard_playlists] != _row_ids(hard_indptr)
+    return _indptr(np.bincount(_row_ids(hard_indptr)[keep], minlength=hard_indptr.size - 1)), hard_playlists[keep]
 
 
 def _easy(rng: np.random.Generator, users: np.ndarray, n_playlists: int, excluded: np.ndarray) -> np.ndarray:
-    """One uniform playlist per entry of ``users`` that is not in ``excluded`` (sorted pair
-    keys): rejection sampling, redrawing only the rejected entries."""
+    """One uniform playlist per entry of ``users`` not in ``excluded`` (sorted pair keys):
+    rejection sampling that redraws only the rejected entries."""
     out = rng.integers(0, n_playlists, size=users.size)
     bad = _contains(excluded, _pair_keys(users, out, n_playlists))
-    for _ in range(1000):
+    for _ in range(_MAX_ROUNDS):
         if not bad.any():
             return out
         idx = np.flatnonzero(bad)
         out[idx] = rng.integers(0, n_playlists, size=idx.size)
         bad[idx] = _contains(excluded, _pair_keys(users[idx], out[idx], n_playlists))
-    raise RuntimeError("easy-negative sampling did not converge (a user likes almost every playlist)")
+    raise RuntimeError("easy-negative sampling did not converge: some user likes or owns almost every playlist")
 
 
-def _hard(rng: np.random.Generator, users: np.ndarray, hard_indptr: np.ndarray, hard_playlists: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """One uniform draw from each user's hard pool; returns (playlists, has_pool mask)."""
-    lo = hard_indptr[users]
-    size = hard_indptr[users + 1] - lo
-    has = size > 0
-    pick = lo + np.floor(rng.random(users.size) * np.maximum(size, 1)).astype(np.int64)
-    out = np.where(has, hard_playlists[np.minimum(pick, max(hard_playlists.size - 1, 0))] if hard_playlists.size else -1, -1)
-    return out.astype(np.int64), has
+def _check_easy_possible(users: np.ndarray, excluded: np.ndarray, n_playlists: int, need: int = 1) -> None:
+    if users.size == 0:
+        return
+    per_user = np.bincount(np.unique(excluded) // n_playlists, minlength=int(users.max()) + 1)
+    short = np.unique(users)[per_user[np.unique(users)] > n_playlists - need]
+    if short.size:
+        raise ValueError(f"{short.size} users like or own all but fewer than {need} playlists "
+                         f"(e.g. user {int(short[0])}): no easy negatives exist for them")
 
 
-def _excluded_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, owner: np.ndarray,
-                   n_playlists: int) -> np.ndarray:
-    """Sorted keys of every liked or owned (user, playlist) pair (duplicates are harmless
-    for the membership test; a sort is much cheaper than numpy's hash-based union)."""
-    owned = np.flatnonzero(owner >= 0)
-    return np.sort(np.concatenate([
-        _pair_keys(_row_ids(liked_indptr), liked_playlists, n_playlists),
-        _pair_keys(owner[owned], owned, n_playlists),
-    ]))
+@dataclass(frozen=True)
+class TripletSample:
+    """triplets : int64 (N, 3) rows (user, positive, negative), grouped per train positive
+    as ``n_hard`` hard rows then ``n_easy`` easy rows. n_fallback : hard slots filled with
+    an easy negative because the user's usable hard pool was empty. Unpacks as
+    ``(triplets, n_fallback)``."""
 
+    triplets: np.ndarray
+    n_fallback: int
 
-def liked_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, n_playlists: int) -> np.ndarray:
-    """Sorted int64 keys ``user · n_playlists + playlist`` of every liked pair."""
-    return np.sort(_pair_keys(_row_ids(liked_indptr), liked_playlists, n_playlists))
+    def __iter__(self):
+        return iter((self.triplets, self.n_fallback))
 
 
 def sample_triplets(
@@ -249,39 +491,46 @@ def sample_triplets(
     seed: int,
     n_hard: int = 2,
     n_easy: int = 2,
-) -> tuple[np.ndarray, int]:
-    """Training triplets (user, positive, negative) as int64 (N, 3).
+) -> TripletSample:
+    """BPR training triplets (user, positive, negative), int64 (N, 3).
 
-    Per train positive: ``n_hard`` negatives uniform from the user's hard pool and
-    ``n_easy`` uniform over playlists the user neither likes (any split) nor owns. A user
-    with an empty hard pool gets easy negatives instead (the count is returned).
+    Per train positive: ``n_hard`` negatives drawn uniformly (independently, so two may
+    coincide) from the user's hard candidates minus the playlists it owns, and ``n_easy``
+    uniformly over the playlists the user neither likes (any split) nor owns. A user whose
+    usable hard pool is empty gets easy negatives in those slots instead (counted in
+    ``n_fallback``). Hard candidates are never liked (the labeler excludes them).
     """
+    liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
+    _check_csr(liked_indptr, liked_playlists, "liked")
+    if owner.shape != (n_playlists,):
+        raise ValueError(f"owner must have shape ({n_playlists},)")
     rng = _rng(seed, _STREAM_TRIPLETS)
-    users_all = _row_ids(liked_indptr)
-    train = split == TRAIN
-    users = users_all[train]
+    train = np.asarray(split) == TRAIN
+    users = _row_ids(liked_indptr)[train]
     positives = liked_playlists[train].astype(np.int64)
+    per = n_hard + n_easy
+    rep_users = np.repeat(users, per)
+    rep_pos = np.repeat(positives, per)
+    slot = np.tile(np.arange(per), users.size)
+    negatives = np.full(rep_users.size, -1, dtype=np.int64)
+    pool_indptr, pool = usable_hard_pools(hard_indptr, hard_playlists, owner)
+    hard_slots = np.flatnonzero(slot < n_hard)
+    lo = pool_indptr[rep_users[hard_slots]]
+    size = pool_indptr[rep_users[hard_slots] + 1] - lo
+    has = size > 0
+    pick = lo[has] + np.floor(rng.random(int(has.sum())) * size[has]).astype(np.int64)
+    negatives[hard_slots[has]] = pool[pick]
+    need_easy = negatives < 0
     excluded = _excluded_keys(liked_indptr, liked_playlists, owner, n_playlists)
-    rep_users = np.repeat(users, n_hard + n_easy)
-    rep_pos = np.repeat(positives, n_hard + n_easy)
-    negatives = np.empty(rep_users.size, dtype=np.int64)
-    slot = np.tile(np.arange(n_hard + n_easy), users.size)
-    hard_slot = slot < n_hard
-    hard_draw, has_pool = _hard(rng, rep_users[hard_slot], hard_indptr, hard_playlists)
-    negatives[hard_slot] = hard_draw
-    # hard pools never contain liked playlists; owned ones are liked, so excluded too
-    need_easy = ~hard_slot
-    fallback = np.zeros(rep_users.size, dtype=bool)
-    fallback[np.flatnonzero(hard_slot)[~has_pool]] = True
-    need_easy |= fallback
+    _check_easy_possible(rep_users[need_easy], excluded, n_playlists)
     negatives[need_easy] = _easy(rng, rep_users[need_easy], n_playlists, excluded)
-    return np.stack([rep_users, rep_pos, negatives], axis=1), int(fallback.sum())
+    triplets = np.stack([rep_users, rep_pos, negatives], axis=1)
+    return TripletSample(triplets=triplets, n_fallback=int((~has).sum()))
 
 
 def _repeats(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """Boolean (b, k): cells whose value already occurs earlier in the row, where fixed cells
-    count as earlier than redrawable ones (so a fixed cell is never flagged)."""
-    # one stable single-key sort per row: value first, fixed cells before redrawable ones
+    """Boolean (b, k): cells whose value already occurs earlier in the row, where fixed
+    cells count as earlier than redrawable ones (so a fixed cell is never flagged)."""
     key = values.astype(np.int64) * 2 + (~fixed)
     order = np.argsort(key, axis=1, kind="stable")
     sorted_values = np.take_along_axis(values, order, axis=1)
@@ -292,18 +541,17 @@ def _repeats(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     return repeat & ~fixed
 
 
-def _redraw_duplicates(values: np.ndarray, redraw, redrawable: np.ndarray | None = None,
-                       max_rounds: int = 10_000) -> np.ndarray:
-    """Make each row of ``values`` (b, k) distinct by redrawing the later duplicates only.
+def _redraw_duplicates(values: np.ndarray, redraw, redrawable: np.ndarray | None = None) -> np.ndarray:
+    """Make each row of ``values`` (b, k) distinct by redrawing later duplicates only.
 
-    redraw(rows, cols) -> new values for those cells; ``redrawable`` (b, k) marks the cells
-    that may change (others are fixed and win over redrawable duplicates). After the first
-    pass only the rows that still hold a repeat are examined again.
+    redraw(rows, cols) -> new values for those cells; ``redrawable`` (b, k) marks the
+    cells that may change (the others are fixed and win over redrawable duplicates).
+    After the first pass only the rows that still hold a repeat are examined again.
     """
     values = values.copy()
     fixed = np.zeros(values.shape, dtype=bool) if redrawable is None else ~redrawable
     rows = np.arange(values.shape[0])
-    for _ in range(max_rounds):
+    for _ in range(_MAX_ROUNDS * 10):
         repeat = _repeats(values[rows], fixed[rows])
         bad_rows = repeat.any(axis=1)
         if not bad_rows.any():
@@ -314,18 +562,47 @@ def _redraw_duplicates(values: np.ndarray, redraw, redrawable: np.ndarray | None
     raise RuntimeError("could not draw distinct values: the pool is too small")
 
 
+def _distinct_offsets(rng: np.random.Generator, sizes: np.ndarray, want: int) -> np.ndarray:
+    """(b, want) distinct offsets, uniform without replacement in ``[0, sizes[i])`` for
+    rows with ``sizes >= want`` (others: -1 beyond their size, all offsets below it)."""
+    b = sizes.size
+    out = np.full((b, want), -1, dtype=np.int64)
+    if b == 0 or want == 0:
+        return out
+    small = sizes <= 2 * want
+    # small pools: random keys over the whole pool, keep the ``want`` smallest per row
+    rows = np.flatnonzero(small)
+    if rows.size:
+        counts = sizes[rows]
+        row_of = np.repeat(np.arange(rows.size), counts)
+        offset = np.arange(int(counts.sum())) - np.repeat(_indptr(counts)[:-1], counts)
+        order = np.lexsort((rng.random(row_of.size), row_of))
+        rank = np.arange(order.size) - np.repeat(_indptr(counts)[:-1], counts)
+        chosen = order[rank < want]
+        out[rows[row_of[chosen]], rank[rank < want]] = offset[chosen]
+    # large pools: uniform draws, redraw the few duplicates
+    rows = np.flatnonzero(~small)
+    if rows.size:
+        size = sizes[rows][:, None]
+        draws = np.floor(rng.random((rows.size, want)) * size).astype(np.int64)
+        out[rows] = _redraw_duplicates(draws, lambda r, c: np.floor(rng.random(r.size) * size[r, 0]).astype(np.int64))
+    return out
+
+
 @dataclass(frozen=True)
 class EvalBatch:
-    """users (B,), positives (B,), negatives (B, n_negatives) int64; ``cold`` flags rows of
-    cold users; negatives are distinct within a row."""
+    """users (B,), positives (B,), negatives (B, n_negatives) int64; ``cold`` (B,) flags
+    rows of cold users. Negatives are distinct within a row, never liked by the user in any
+    split, never owned by it (so never the positive)."""
 
     users: np.ndarray
     positives: np.ndarray
     negatives: np.ndarray
     cold: np.ndarray
+    n_hard_short: int = 0
 
 
-def sample_eval_batch(
+def sample_eval_batches(
     liked_indptr: np.ndarray,
     liked_playlists: np.ndarray,
     split: np.ndarray,
@@ -338,80 +615,202 @@ def sample_eval_batch(
     seed: int,
     n_negatives: int = 50,
 ) -> EvalBatch:
-    """1 positive + ``n_negatives`` negatives (half hard, half easy) per positive of split
-    ``which`` (VAL or TEST). Hard negatives are drawn without replacement from the pool
-    (all of it when smaller); the remainder is easy, distinct, never liked or owned."""
+    """1 positive + ``n_negatives`` negatives per positive of split ``which`` (VAL or TEST).
+
+    Half the negatives (``n_negatives // 2``) are hard: drawn without replacement from the
+    user's hard candidates minus its owned playlists (the whole pool when it is smaller;
+    ``n_hard_short`` counts the hard slots that fell back to easy). The rest are easy:
+    uniform over playlists the user neither likes (any split) nor owns, distinct within the
+    row and from the row's hard negatives. Rows are ordered like the liked pairs.
+    """
+    if which not in (VAL, TEST):
+        raise ValueError("which must be VAL or TEST")
+    liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
+    _check_csr(liked_indptr, liked_playlists, "liked")
     rng = _rng(seed, _STREAM_EVAL + 100 * which)
-    users_all = _row_ids(liked_indptr)
-    rows = split == which
-    users = users_all[rows]
+    rows = np.asarray(split) == which
+    users = _row_ids(liked_indptr)[rows]
     positives = liked_playlists[rows].astype(np.int64)
     excluded = _excluded_keys(liked_indptr, liked_playlists, owner, n_playlists)
+    _check_easy_possible(users, excluded, n_playlists, need=n_negatives)
     b = users.size
     want_hard = n_negatives // 2
     negatives = np.full((b, n_negatives), -1, dtype=np.int64)
-    # hard: distinct offsets into each user's pool; the whole pool when it is small
-    pool_lo = hard_indptr[users]
-    pool_size = hard_indptr[users + 1] - pool_lo
-    small = pool_size <= want_hard
-    offsets = np.broadcast_to(np.arange(want_hard), (b, want_hard)).copy()
-    big = np.flatnonzero(~small)
-    if big.size:
-        sizes = pool_size[big][:, None]
-        offsets[big] = np.floor(rng.random((big.size, want_hard)) * sizes).astype(np.int64)
-        offsets[big] = _redraw_duplicates(
-            offsets[big], lambda r, c: np.floor(rng.random(r.size) * sizes[r, 0]).astype(np.int64)
-        )
-    valid = np.arange(want_hard)[None, :] < np.minimum(pool_size, want_hard)[:, None]
-    if hard_playlists.size:
-        hard = hard_playlists[np.where(valid, pool_lo[:, None] + offsets, 0)]
-        negatives[:, :want_hard] = np.where(valid, hard, -1)
-    # easy: the remaining slots, uniform over playlists neither liked nor owned, distinct per row
+    pool_indptr, pool = usable_hard_pools(hard_indptr, hard_playlists, owner)
+    lo = pool_indptr[users]
+    size = pool_indptr[users + 1] - lo
+    offsets = _distinct_offsets(rng, size, want_hard)
+    valid = offsets >= 0
+    negatives[:, :want_hard][valid] = pool[(lo[:, None] + np.maximum(offsets, 0))[valid]]
     missing = negatives < 0
     r, c = np.nonzero(missing)
     negatives[r, c] = _easy(rng, users[r], n_playlists, excluded)
-    negatives = _redraw_duplicates(
-        negatives, lambda r, c: _easy(rng, users[r], n_playlists, excluded), redrawable=missing
-    )
-    return EvalBatch(users=users, positives=positives, negatives=negatives, cold=cold_users[users])
+    negatives = _redraw_duplicates(negatives, lambda r, c: _easy(rng, users[r], n_playlists, excluded),
+                                   redrawable=missing)
+    return EvalBatch(users=users, positives=positives, negatives=negatives, cold=np.asarray(cold_users)[users],
+                     n_hard_short=int((~valid).sum()))
+
+
+sample_eval_batch = sample_eval_batches  # the older name
 
 
 # --------------------------------------------------------------------------------------
-# validators (used by asset checks; return (ok, offending count))
+# validators (pure functions used by the asset checks)
 # --------------------------------------------------------------------------------------
+
+
+def check_no_split_overlap(users: np.ndarray, playlists: np.ndarray, split: np.ndarray) -> Verdict:
+    """Each (user, playlist) pair carries exactly one split label."""
+    n_playlists = int(np.max(playlists, initial=-1)) + 1
+    keys = np.sort(_pair_keys(users, playlists, max(n_playlists, 1)))
+    duplicated = int((keys[1:] == keys[:-1]).sum()) if keys.size else 0
+    bad_code = int((~np.isin(split, (TRAIN, VAL, TEST))).sum())
+    return _verdict(duplicated + bad_code, pairs=int(keys.size), duplicated_pairs=duplicated, unknown_codes=bad_code)
+
+
+def check_liked_counts(n_scored: np.ndarray, liked_indptr: np.ndarray, liked_share: float = LIKED_SHARE) -> Verdict:
+    """Every user has ``max(1, ceil(liked_share · n))`` liked playlists (0 when n = 0)."""
+    n_liked = np.diff(np.asarray(liked_indptr, dtype=np.int64))
+    expected = liked_counts(n_scored, liked_share)
+    wrong = np.flatnonzero(n_liked != expected)
+    return _verdict(wrong.size, users=int(n_liked.size), users_with_liked=int((n_liked > 0).sum()),
+                    wrong_users=wrong[:10].tolist())
+
+
+def check_ownership_valid(owner: np.ndarray, liked_indptr: np.ndarray, liked_playlists: np.ndarray,
+                          split: np.ndarray, cap: int = 100,
+                          candidates: OwnershipCandidates | None = None) -> Verdict:
+    """Owners are valid user ids; no user owns more than ``cap``; no owner has the playlist
+    among its val/test positives; with ``candidates``, every owner is a candidate of its
+    playlist."""
+    liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
+    n_users = liked_indptr.size - 1
+    n_playlists = owner.size
+    owned = np.flatnonzero(owner >= 0)
+    out_of_range = int((owner[owned] >= n_users).sum() + (owner < -1).sum())
+    owned = owned[owner[owned] < n_users]
+    counts = np.bincount(owner[owned], minlength=n_users)
+    over_cap = int((counts > cap).sum())
+    held = liked_keys(liked_indptr, liked_playlists, n_playlists, split, (VAL, TEST))
+    held_out = int(_contains(held, _pair_keys(owner[owned], owned, n_playlists)).sum())
+    not_candidate = 0
+    if candidates is not None:
+        not_candidate = int((~(candidates.users[owned] == owner[owned][:, None]).any(axis=1)).sum())
+    return _verdict(out_of_range + over_cap + held_out + not_candidate, owned_playlists=int(owned.size),
+                    unowned_playlists=int(n_playlists - owned.size), owners_out_of_range=out_of_range,
+                    users_over_cap=over_cap, owned_held_out_positives=held_out, owners_not_candidates=not_candidate,
+                    max_owned=int(counts.max(initial=0)), gini=round(ownership_gini(counts), 4))
 
 
 def check_triplets_valid(triplets: np.ndarray, liked_indptr: np.ndarray, liked_playlists: np.ndarray,
-                         split: np.ndarray, owner: np.ndarray, n_playlists: int) -> tuple[bool, int]:
-    """Every positive is a train positive of its user; every negative is neither liked nor owned."""
-    users = _row_ids(liked_indptr)
-    train_keys = np.sort(_pair_keys(users[split == TRAIN], liked_playlists[split == TRAIN], n_playlists))
+                         split: np.ndarray, owner: np.ndarray, n_playlists: int) -> Verdict:
+    """Every positive is a train positive of its user; every negative is a playlist id the
+    user neither likes (any split) nor owns."""
+    triplets = np.asarray(triplets)
+    if triplets.ndim != 2 or triplets.shape[1] != 3:
+        return _verdict(max(1, len(triplets)), reason=f"expected shape (N, 3), got {triplets.shape}")
+    n_users = np.asarray(liked_indptr).size - 1
+    train_keys = liked_keys(liked_indptr, liked_playlists, n_playlists, split, (TRAIN,))
     all_liked = liked_keys(liked_indptr, liked_playlists, n_playlists)
-    bad_pos = ~_contains(train_keys, _pair_keys(triplets[:, 0], triplets[:, 1], n_playlists))
-    neg = triplets[:, 2]
-    in_range = (neg >= 0) & (neg < n_playlists)
-    bad_neg = ~in_range | _contains(all_liked, _pair_keys(triplets[:, 0], np.clip(neg, 0, n_playlists - 1), n_playlists))
-    bad_neg |= owner[np.clip(neg, 0, n_playlists - 1)] == triplets[:, 0]
-    bad = int((bad_pos | bad_neg).sum())
-    return bad == 0, bad
-
-
-def check_eval_batch_valid(batch: EvalBatch, liked_indptr: np.ndarray, liked_playlists: np.ndarray,
-                           split: np.ndarray, which: int, owner: np.ndarray, n_playlists: int) -> tuple[bool, int]:
-    """Positives are ``which``-split positives, never train and never owned by the user;
-    negatives are in range, distinct, never liked in any split, never owned by the user."""
-    users = _row_ids(liked_indptr)
-    split_keys = np.sort(_pair_keys(users[split == which], liked_playlists[split == which], n_playlists))
-    all_liked = liked_keys(liked_indptr, liked_playlists, n_playlists)
-    bad = ~_contains(split_keys, _pair_keys(batch.users, batch.positives, n_playlists))
-    bad |= owner[batch.positives] == batch.users
-    neg = batch.negatives
+    u, pos, neg = triplets[:, 0], triplets[:, 1], triplets[:, 2]
+    bad_user = (u < 0) | (u >= n_users)
+    bad_pos = ~_contains(train_keys, _pair_keys(u, pos, n_playlists))
     in_range = (neg >= 0) & (neg < n_playlists)
     clipped = np.clip(neg, 0, n_playlists - 1)
-    liked_neg = _contains(all_liked, _pair_keys(np.repeat(batch.users, neg.shape[1]), clipped.ravel(), n_playlists)).reshape(neg.shape)
+    liked_neg = _contains(all_liked, _pair_keys(u, clipped, n_playlists))
+    owned_neg = owner[clipped] == u
+    bad = bad_user | bad_pos | ~in_range | liked_neg | owned_neg
+    return _verdict(int(bad.sum()), triplets=int(triplets.shape[0]), positive_not_train=int(bad_pos.sum()),
+                    negative_out_of_range=int((~in_range).sum()), negative_liked=int((liked_neg & in_range).sum()),
+                    negative_owned=int((owned_neg & in_range).sum()))
+
+
+def check_eval_batches_valid(batch: EvalBatch, liked_indptr: np.ndarray, liked_playlists: np.ndarray,
+                             split: np.ndarray, which: int, owner: np.ndarray, n_playlists: int) -> Verdict:
+    """Positives are ``which``-split positives of their user, never owned by it; negatives
+    are in range, distinct within the row, never liked by the user (any split), never owned
+    by it (hence never the positive)."""
+    split_keys = liked_keys(liked_indptr, liked_playlists, n_playlists, split, (which,))
+    all_liked = liked_keys(liked_indptr, liked_playlists, n_playlists)
+    bad_pos = ~_contains(split_keys, _pair_keys(batch.users, batch.positives, n_playlists))
+    bad_pos |= owner[np.clip(batch.positives, 0, n_playlists - 1)] == batch.users
+    neg = batch.negatives
+    if neg.ndim != 2 or neg.shape[0] != batch.users.size:
+        return _verdict(max(1, batch.users.size), reason=f"negatives shape {neg.shape} does not match the rows")
+    in_range = (neg >= 0) & (neg < n_playlists)
+    clipped = np.clip(neg, 0, n_playlists - 1)
+    rep_users = np.repeat(batch.users, neg.shape[1])
+    liked_neg = _contains(all_liked, _pair_keys(rep_users, clipped.ravel(), n_playlists)).reshape(neg.shape)
     owned_neg = owner[clipped] == batch.users[:, None]
+    equal_pos = neg == batch.positives[:, None]
     sorted_neg = np.sort(neg, axis=1)
-    dup = (sorted_neg[:, 1:] == sorted_neg[:, :-1]).any(axis=1)
-    bad |= (~in_range | liked_neg | owned_neg).any(axis=1) | dup
-    count = int(bad.sum())
-    return count == 0, count
+    duplicate = (sorted_neg[:, 1:] == sorted_neg[:, :-1]).any(axis=1)
+    bad_neg = (~in_range | liked_neg | owned_neg | equal_pos).any(axis=1)
+    bad = bad_pos | bad_neg | duplicate
+    return _verdict(int(bad.sum()), rows=int(batch.users.size), positive_invalid=int(bad_pos.sum()),
+                    rows_with_bad_negative=int(bad_neg.sum()), rows_with_duplicates=int(duplicate.sum()))
+
+
+check_eval_batch_valid = check_eval_batches_valid  # the older name
+
+
+# --------------------------------------------------------------------------------------
+# slow per-user references (tests compare the vectorized samplers with these)
+# --------------------------------------------------------------------------------------
+
+
+def _user_sets(liked_indptr, liked_playlists, owner, n_users):
+    liked = [set(liked_playlists[liked_indptr[u]:liked_indptr[u + 1]].tolist()) for u in range(n_users)]
+    owned: list[set[int]] = [set() for _ in range(n_users)]
+    for j, o in enumerate(owner.tolist()):
+        if o >= 0:
+            owned[o].add(j)
+    return liked, owned
+
+
+def triplets_reference(liked_indptr, liked_playlists, split, hard_indptr, hard_playlists, owner, n_playlists, seed,
+                       n_hard: int = 2, n_easy: int = 2) -> TripletSample:
+    """Per-user loop with the same rules as :func:`sample_triplets` (different draws)."""
+    rng = np.random.default_rng(seed)
+    n_users = len(liked_indptr) - 1
+    liked, owned = _user_sets(liked_indptr, liked_playlists, owner, n_users)
+    rows, fallback = [], 0
+    for u in range(n_users):
+        pool = [j for j in hard_playlists[hard_indptr[u]:hard_indptr[u + 1]].tolist() if j not in owned[u]]
+        allowed = [j for j in range(n_playlists) if j not in liked[u] and j not in owned[u]]
+        for i in range(liked_indptr[u], liked_indptr[u + 1]):
+            if split[i] != TRAIN:
+                continue
+            for slot in range(n_hard + n_easy):
+                if slot < n_hard and pool:
+                    neg = pool[rng.integers(len(pool))]
+                else:
+                    fallback += slot < n_hard
+                    neg = allowed[rng.integers(len(allowed))]
+                rows.append((u, int(liked_playlists[i]), neg))
+    return TripletSample(np.array(rows, dtype=np.int64).reshape(-1, 3), fallback)
+
+
+def eval_batches_reference(liked_indptr, liked_playlists, split, which, hard_indptr, hard_playlists, owner, cold_users,
+                           n_playlists, seed, n_negatives: int = 50) -> EvalBatch:
+    """Per-row loop with the same rules as :func:`sample_eval_batches` (different draws)."""
+    rng = np.random.default_rng(seed)
+    n_users = len(liked_indptr) - 1
+    liked, owned = _user_sets(liked_indptr, liked_playlists, owner, n_users)
+    users, positives, negatives = [], [], []
+    want_hard = n_negatives // 2
+    for u in range(n_users):
+        pool = [j for j in hard_playlists[hard_indptr[u]:hard_indptr[u + 1]].tolist() if j not in owned[u]]
+        allowed = [j for j in range(n_playlists) if j not in liked[u] and j not in owned[u]]
+        for i in range(liked_indptr[u], liked_indptr[u + 1]):
+            if split[i] != which:
+                continue
+            hard = list(rng.choice(pool, size=min(want_hard, len(pool)), replace=False)) if pool else []
+            rest = [j for j in allowed if j not in set(hard)]
+            easy = list(rng.choice(rest, size=n_negatives - len(hard), replace=False))
+            users.append(u)
+            positives.append(int(liked_playlists[i]))
+            negatives.append([int(x) for x in hard + easy])
+    return EvalBatch(np.array(users, dtype=np.int64), np.array(positives, dtype=np.int64),
+                     np.array(negatives, dtype=np.int64).reshape(-1, n_negatives),
+                     np.asarray(cold_users)[np.array(users, dtype=np.int64)] if users else np.zeros(0, bool))
