@@ -113,3 +113,25 @@ def test_definitions_validate(tmp_path: Path, data_dir: Path) -> None:
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path: Path) -> None:
+    """ingest_job then prepare_job (prepare -> label -> split) from the CLI, and
+    `dagster asset materialize --select` on one asset."""
+    env = _env(data_dir, tmp_path / "dagster_home")
+    ingest = _execute("ingest_job", env)
+    assert ingest.returncode == 0, ingest.stdout[-3000:] + ingest.stderr[-3000:]
+    prepare = subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "spotify_assets.definitions", "-j", "prepare_job"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )
+    assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
+    for artifact in ("label/labels.npz", "split/bpr_triplets.npz", "split/eval_batches.npz"):
+        assert (data_dir / "artifacts" / artifact).exists(), artifact
+    single = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "spotify_assets.definitions", "--select", "msd_songs"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+    )
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    assert "msd_songs" in single.stdout + single.stderr and "RUN_SUCCESS" in single.stdout + single.stderr
