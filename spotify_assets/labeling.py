@@ -17,32 +17,36 @@ Definitions (all exact; the CPU kernel reproduces :func:`dense_reference` bit fo
     priority    = score / sqrt(s_u)   (ownership, DESIGN §3)
 
 Selection without a full sort. Scores within a user row take few distinct values (they
-depend on the row only through (m, p)), so the kernel histograms every row's scores into
-buckets of the float64 bit pattern (6 mantissa bits: ~1% wide, relative to the row's
-maximum), finds from the per-row cumulative counts the bucket that holds the k-th and the
-t-th element, and sorts exactly only the elements of those boundary buckets (plus the few
-above the liked boundary, whose order is kept). Everything else is classified by one table
-lookup per element. The overlap itself calls scipy's SMMP kernel directly with a
-flop-count upper bound for the output size, which skips scipy's separate counting pass.
+depend on the row only through (m, p)), so the kernel buckets every score by the bit
+pattern of its float32 rounding (exponent + 6 mantissa bits: ~1% wide; fewer bits for
+blocks of very short rows), histograms (row, bucket), finds from the per-row cumulative
+counts the buckets holding the k-th and the t-th element, and sorts exactly only the
+elements of those boundary buckets plus the few above the liked boundary (whose order is
+kept). Everything else is classified by one table lookup per element. The overlap itself
+calls scipy's SMMP kernel directly with a flop-count upper bound for the output size,
+which skips scipy's separate counting pass.
 
 Hard-candidate cap. At full scale a user has thousands of hard candidates. With
 ``max_hard_candidates=c`` a user whose exact pool is larger keeps a uniform random subset
 of ``c``: the ``c`` pool members with the smallest ``hash(seed, user, playlist)``
 (splitmix64), so the subset depends on the seed, the user and the pool only, never on the
-block boundaries or the processing order.
+block boundaries.
 
 Ownership candidates. Greedy ownership (``splits.assign_ownership``) needs, per playlist,
 its users in priority order. Keeping all scored pairs is what the labeler must avoid, so it
-keeps per playlist the top ``K`` users by ``(priority desc, user asc)``
-(:class:`OwnershipCandidates`, merged across blocks and shards; each block only emits pairs
-whose priority reaches the playlist's current K-th value). The greedy on these lists equals
-the greedy on all pairs unless some playlist rejects all K of its candidates; that count is
-reported by the ownership step.
+keeps per playlist the top ``k`` users by ``(priority desc, user asc)``
+(:class:`OwnershipCandidates`, exact, merged across blocks and shards). For m = 1 a
+playlist ranks its users by ``w = ((1 - e) ln 2 + e) / s`` alone, so :func:`seed_ownership`
+first fills the lists in rounds of the highest-w users; the main pass then only looks at
+pairs with m >= 2 (see :class:`OwnershipSeed`). The greedy on these lists equals the greedy
+on all pairs unless some playlist rejects all k of its candidates; the ownership step
+reports that count (``exhausted``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -418,6 +422,37 @@ def _validate_e(e: np.ndarray, n_users: int) -> np.ndarray:
     return e
 
 
+@dataclass(frozen=True)
+class OwnershipSeed:
+    """What the seeding pass of :func:`seed_ownership` already added.
+
+    seed_round : int32 (n_users,), the round in which a user's pairs on the then-open
+        playlists were added (-1 = not seeded).
+    close_round : int32 (n_playlists,), the first round at whose start the playlist was
+        full (``NEVER`` = still open after seeding).
+
+    Rounds take users by decreasing weight (ties by id) and never split users whose weights
+    ``((1 - e) ln 2 + e) / s`` are within 1e-9 of each other, so every m = 1 pair of a later
+    user ranks strictly below the k seeded pairs that filled a closed playlist: the main
+    pass need only look at pairs with m >= 2 or on never-closed playlists, and must skip
+    the pairs a round already added (seeded user, playlist still open in its round).
+    """
+
+    seed_round: np.ndarray
+    close_round: np.ndarray
+
+    NEVER = np.iinfo(np.int32).max
+
+    @functools.cached_property
+    def never_closed(self) -> np.ndarray:
+        """bool (n_playlists,): still open after seeding (all their pairs need a look)."""
+        return self.close_round == self.NEVER
+
+    def already_added(self, users: np.ndarray, playlists: np.ndarray) -> np.ndarray:
+        rounds = self.seed_round[users]
+        return (rounds >= 0) & (rounds < self.close_round[playlists])
+
+
 class BlockLabeler:
     """CPU kernel state prepared once (Pᵀ in the kernel's dtypes, sqrt(s), sqrt(p)).
 
@@ -490,6 +525,22 @@ class BlockLabeler:
         matrix = sp.csr_matrix((np.ones(self.u_indices.size, np.int8), self.u_indices, self.u_indptr),
                                shape=(self.n_users, self.n_songs))[rows]
         other._set_users(matrix, self.e[rows], self.user_ids[rows])
+        return other
+
+    def restrict_playlists(self, playlists: np.ndarray) -> BlockLabeler:
+        """A labeler over the columns ``playlists`` of Pᵀ only (same users); its playlist
+        ids are positions in ``playlists``."""
+        playlists = np.asarray(playlists, dtype=np.int64)
+        other = object.__new__(BlockLabeler)
+        other.__dict__.update(self.__dict__)
+        indptr, indices = self._pt_base
+        pt = sp.csr_matrix((self._pt_data, indices, indptr), shape=(self.n_songs, self.n_playlists))[:, playlists]
+        other.n_playlists = playlists.size
+        other.p, other.sqrt_p = self.p[playlists], self.sqrt_p[playlists]
+        other._pt_len = np.diff(pt.indptr).astype(np.int64)
+        other._pt_data = np.ones(pt.nnz, dtype=np.int32)
+        other._pt_base = (pt.indptr, pt.indices)
+        other._pt = {}
         return other
 
     def flops(self) -> np.ndarray:
@@ -567,35 +618,50 @@ class BlockLabeler:
         np.divide(score, denominator, out=score)
         return indptr, cols, m, score, sqrt_s_rep
 
-    def _ownership_pairs(self, start: int, stop: int, indptr: np.ndarray, cols: np.ndarray, score: np.ndarray,
-                         sqrt_s_rep: np.ndarray, floor: np.ndarray, exclude: np.ndarray | None):
+    def _ownership_pairs(self, start: int, stop: int, indptr: np.ndarray, cols: np.ndarray, m: np.ndarray,
+                         score: np.ndarray, sqrt_s_rep: np.ndarray, floor: np.ndarray,
+                         seeded: OwnershipSeed | None):
         """(playlists int32, users int32, priorities float64) of the pairs whose priority
-        ``score / sqrt(s)`` reaches their playlist's floor; rows whose ``exclude`` flag is set
-        (users already added to the accumulator) emit nothing."""
-        priority = np.divide(score, sqrt_s_rep, out=sqrt_s_rep)
-        passing = np.flatnonzero(priority >= np.take(floor, cols))
+        ``score / sqrt(s)`` reaches their playlist's floor and that ``seeded`` has not
+        already added (see :class:`OwnershipSeed` for which pairs need a look at all)."""
+        if seeded is None:
+            priority = np.divide(score, sqrt_s_rep, out=sqrt_s_rep)
+            passing = np.flatnonzero(priority >= np.take(floor, cols))
+            priority = priority[passing]
+        else:
+            never_closed = seeded.never_closed
+            # pairs of seeded users on never-closed playlists were all added already
+            all_seeded = bool((seeded.seed_round[self.user_ids[start:stop]] >= 0).all())
+            if never_closed.any() and not all_seeded:
+                look = np.flatnonzero((m > 1) | np.take(never_closed, cols))
+            else:
+                look = np.flatnonzero(m > 1)
+            priority = score[look] / sqrt_s_rep[look]
+            keep = priority >= floor[cols[look]]
+            passing, priority = look[keep], priority[keep]
         rows = np.searchsorted(indptr, passing, side="right") - 1
-        if exclude is not None:
-            keep = ~exclude[start:stop][rows]
-            passing, rows = passing[keep], rows[keep]
-        return cols[passing].astype(np.int32), self.user_ids[start:stop][rows].astype(np.int32), priority[passing]
+        playlists, users = cols[passing].astype(np.int32), self.user_ids[start:stop][rows].astype(np.int32)
+        if seeded is not None:
+            fresh = ~seeded.already_added(users, playlists)
+            playlists, users, priority = playlists[fresh], users[fresh], priority[fresh]
+        return playlists, users, priority
 
     def ownership_block(self, start: int, stop: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Only the ownership pairs of users ``[start, stop)`` at or above ``floor``."""
-        indptr, cols, _, score, sqrt_s_rep = self._scores(start, stop)
-        return self._ownership_pairs(start, stop, indptr, cols, score, sqrt_s_rep, floor, None)
+        indptr, cols, m, score, sqrt_s_rep = self._scores(start, stop)
+        return self._ownership_pairs(start, stop, indptr, cols, m, score, sqrt_s_rep, floor, None)
 
     # ---- one block ----------------------------------------------------------------
 
     def block(self, start: int, stop: int, ownership_floor: np.ndarray | None = None,
-              ownership_exclude: np.ndarray | None = None) -> LabelBlock:
+              ownership_seeded: OwnershipSeed | None = None) -> LabelBlock:
         """Label users ``[start, stop)`` (rows of this labeler's ``user_song``).
 
         ownership_floor : float64 (n_playlists,) or None. When given, the block also returns
             its pairs with ``priority >= ownership_floor[playlist]`` (see
             :attr:`OwnershipCandidates.floor`; ``-inf`` everywhere returns every pair).
-        ownership_exclude : bool (n_users,) or None: users whose pairs are already in the
-            accumulator (the seeding pass of :func:`label_users`); they emit no pairs.
+        ownership_seeded : what :func:`seed_ownership` already added to the accumulator
+            whose floor this is (None = nothing).
         """
         b = stop - start
         indptr, cols, m, score, sqrt_s_rep = self._scores(start, stop)
@@ -606,8 +672,8 @@ class BlockLabeler:
         n_top = n_liked + n_hard
         ownership_pairs = None
         if ownership_floor is not None:
-            ownership_pairs = self._ownership_pairs(start, stop, indptr, cols, score, sqrt_s_rep, ownership_floor,
-                                                    ownership_exclude)
+            ownership_pairs = self._ownership_pairs(start, stop, indptr, cols, m, score, sqrt_s_rep, ownership_floor,
+                                                    ownership_seeded)
         del sqrt_s_rep, m
 
         # --- bucket histogram per row: a monotone bucket of float32(score) (exponent + a
@@ -684,15 +750,17 @@ class BlockLabeler:
 def _cap_hard(hard: np.ndarray, rows: np.ndarray, playlists: np.ndarray, pool: np.ndarray, user_ids: np.ndarray,
               cap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep, for rows whose pool exceeds ``cap``, the ``cap`` members with the smallest
-    :func:`subsample_keys`; rows within the cap keep all. ``hard`` (positions) and
-    ``rows`` / ``playlists`` are aligned and grouped by row; ``user_ids`` maps a row to its
-    global user id. Returns (positions, sizes)."""
+    :func:`subsample_keys` (ties by playlist id); rows within the cap keep all. ``hard``
+    (positions) and ``rows`` / ``playlists`` are aligned and grouped by row; ``user_ids``
+    maps a row to its global user id. Returns (positions, sizes)."""
     over = pool > cap
     over_el = over[rows]
     idx = np.flatnonzero(over_el)
-    keys = subsample_keys(seed, user_ids[rows[idx]], playlists[idx])
-    # a generous key threshold keeps about cap + 6 sqrt(cap) + 16 per row; rows that keep
-    # fewer than cap (vanishingly rare) fall back to all their members
+    with np.errstate(over="ignore"):
+        user_key = _splitmix64(np.asarray(user_ids, dtype=np.uint64) + _splitmix64(np.full(1, seed, dtype=np.uint64)))
+        keys = _splitmix64(user_key[rows[idx]] ^ (playlists[idx].astype(np.uint64) * _PLAYLIST_MIX))
+    # keys are uniform: a generous threshold keeps about cap + 6 sqrt(cap) + 16 per row (a
+    # row that keeps fewer than cap, vanishingly rare, keeps all its members) ...
     share = np.minimum(1.0, (cap + 6.0 * math.sqrt(cap) + 16.0) / np.maximum(pool, 1))
     limit = np.full(share.size, np.iinfo(np.uint64).max, dtype=np.uint64)
     below = share < 1.0
@@ -701,13 +769,26 @@ def _cap_hard(hard: np.ndarray, rows: np.ndarray, playlists: np.ndarray, pool: n
     short = np.bincount(rows[idx][kept], minlength=pool.size) < cap
     kept |= short[rows[idx]]
     idx, keys = idx[kept], keys[kept]
-    order = np.lexsort((playlists[idx], keys, rows[idx]))
-    idx = idx[order]
+    # ... then the cap-th smallest key of each row by one row-wise partition
     r = rows[idx]
-    first = np.searchsorted(r, r, side="left")
-    chosen = idx[(np.arange(idx.size) - first) < cap]
+    over_rows = np.flatnonzero(over)
+    slot = np.searchsorted(over_rows, r)
+    counts = np.bincount(slot, minlength=over_rows.size)
+    position = np.arange(idx.size) - _indptr(counts)[:-1][slot]
+    table = np.full((over_rows.size, int(counts.max(initial=cap))), np.iinfo(np.uint64).max, dtype=np.uint64)
+    table[slot, position] = keys
+    threshold = np.partition(table, cap - 1, axis=1)[:, cap - 1] if cap > 0 else np.zeros(over_rows.size, np.uint64)
+    chosen = (keys <= threshold[slot]) if cap > 0 else np.zeros(idx.size, dtype=bool)
+    tied = np.flatnonzero(np.bincount(slot[chosen], minlength=over_rows.size) > cap)
+    if tied.size:  # equal 64-bit keys at a row's boundary: order those rows exactly
+        in_tied = np.isin(slot, tied)
+        sub = np.flatnonzero(in_tied)
+        order = sub[np.lexsort((playlists[idx[sub]], keys[sub], slot[sub]))]
+        rank = np.arange(order.size) - np.searchsorted(slot[order], slot[order], side="left")
+        chosen[sub] = False
+        chosen[order[rank < cap]] = True
     keep = ~over_el
-    keep[chosen] = True
+    keep[idx[chosen]] = True
     return hard[keep], np.minimum(pool, cap)
 
 
@@ -792,7 +873,7 @@ class TorchLabeler:
         self.user_ids = np.arange(n_users, dtype=np.int64) if user_ids is None else np.asarray(user_ids, np.int64)
 
     def block(self, start: int, stop: int, liked_share: float = LIKED_SHARE, hard_share: float = HARD_SHARE,
-              ownership_floor: np.ndarray | None = None, ownership_exclude: np.ndarray | None = None) -> LabelBlock:
+              ownership_floor: np.ndarray | None = None, ownership_seeded: OwnershipSeed | None = None) -> LabelBlock:
         torch = self.torch
         b = stop - start
         users = torch.as_tensor((self.user_song[start:stop] != 0).toarray(), dtype=torch.float32, device=self.device)
@@ -809,12 +890,14 @@ class TorchLabeler:
         if ownership_floor is not None:
             floor = torch.as_tensor(ownership_floor, device=self.device)
             priority = scores / sqrt_s
-            emit = scored & (priority >= floor[None, :])
-            if ownership_exclude is not None:
-                emit &= ~torch.as_tensor(ownership_exclude[start:stop], device=self.device)[:, None]
-            r, c = torch.nonzero(emit, as_tuple=True)
-            ownership_pairs = (c.cpu().numpy().astype(np.int32),
-                               self.user_ids[start:stop][r.cpu().numpy()].astype(np.int32), priority[r, c].cpu().numpy())
+            r, c = torch.nonzero(scored & (priority >= floor[None, :]), as_tuple=True)
+            playlists = c.cpu().numpy().astype(np.int32)
+            users = self.user_ids[start:stop][r.cpu().numpy()].astype(np.int32)
+            values = priority[r, c].cpu().numpy()
+            if ownership_seeded is not None:
+                fresh = ~ownership_seeded.already_added(users, playlists)
+                playlists, users, values = playlists[fresh], users[fresh], values[fresh]
+            ownership_pairs = (playlists, users, values)
         width = int((n_liked + n_hard).max(initial=0))
         liked_playlists = np.zeros(0, dtype=np.int32)
         liked_scores = np.zeros(0)
@@ -932,19 +1015,6 @@ def block_ranges(n_users: int, block_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + block_size, n_users)) for start in range(0, n_users, block_size)]
 
 
-def processing_order(e: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Users by decreasing ``((1 - e) · ln 2 + e) / s`` (ties by id; users without songs last).
-
-    For a fixed playlist and m = 1 this is the order of the ownership priority, so the
-    users at its front are most playlists' best ownership candidates.
-    """
-    s = np.asarray(s, dtype=np.float64)
-    weight = np.full(s.shape, -np.inf)
-    has = s > 0
-    weight[has] = ((1.0 - e[has]) * math.log(2.0) + e[has]) / s[has]
-    return np.argsort(-weight, kind="stable")
-
-
 def flop_blocks(flops: np.ndarray, block_size: int) -> list[tuple[int, int]]:
     """Cut a sequence of users into consecutive blocks of about ``block_size`` average users'
     worth of overlap work each (at least one user, at most ``16 · block_size`` users)."""
@@ -960,26 +1030,57 @@ def flop_blocks(flops: np.ndarray, block_size: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def seed_ownership(labeler: BlockLabeler, users: np.ndarray, ownership: OwnershipCandidates, block_size: int,
-                   budget_pairs: float) -> np.ndarray:
-    """Add to ``ownership`` all pairs of the users at the front of :func:`processing_order`
-    (among ``users``) until about ``budget_pairs`` overlap pairs; returns their ids.
+def _user_weights(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """float64: ((1 - e) ln 2 + e) / s, the m = 1 ownership priority up to the factor
+    1 / sqrt(p) (-inf for users without songs)."""
+    weight = np.full(s.shape, -np.inf)
+    has = s > 0
+    weight[has] = ((1.0 - e[has]) * math.log(2.0) + e[has]) / s[has]
+    return weight
 
-    These users are most playlists' best candidates, so afterwards each playlist's floor is
-    close to its final value and the main pass emits few pairs. They must not be added again
-    (pass them as ``ownership_exclude``). Only efficiency depends on the budget.
+
+def seed_ownership(labeler: BlockLabeler, users: np.ndarray, ownership: OwnershipCandidates, block_size: int,
+                   factor: float = 1.5, max_rounds: int = 12) -> OwnershipSeed:
+    """Fill the ownership lists from the best-placed users first, in rounds.
+
+    Round r takes the next users of ``users`` by decreasing weight ``((1 - e) ln 2 + e) / s``
+    (users without songs never) until about
+    ``factor · k · |open|`` overlap pairs with the playlists still open (not yet holding k
+    candidates), and adds all their pairs on those playlists. Those users are most
+    playlists' best candidates, so afterwards the main pass only has to look at pairs with
+    m >= 2 or on playlists that never filled (see :class:`OwnershipSeed`). Only speed
+    depends on ``factor`` and ``max_rounds``; the accumulated top k is exact either way.
     """
+    if ownership.full.any() or (ownership.users >= 0).any():
+        raise ValueError("seed_ownership needs an empty accumulator")
     users = np.asarray(users, dtype=np.int64)
-    order = users[processing_order(labeler.e[users], labeler.s[users])]
-    flops = labeler.flops()[order]
-    n_seed = int(np.searchsorted(np.cumsum(flops, dtype=np.float64), budget_pairs, side="left")) + 1
-    seeds = order[: min(n_seed, order.size)]
-    seeds = seeds[labeler.s[seeds] > 0]
-    if seeds.size:
-        front = labeler.subset(seeds)
+    weight = _user_weights(labeler.e, labeler.s)
+    order = users[np.argsort(-weight[users], kind="stable")]
+    order = order[labeler.s[order] > 0]
+    seed_round = np.full(labeler.n_users, -1, dtype=np.int32)
+    close_round = np.where(ownership.full, 0, OwnershipSeed.NEVER).astype(np.int32)
+    position = 0
+    for r in range(max_rounds):
+        open_playlists = np.flatnonzero(close_round == OwnershipSeed.NEVER)
+        if position >= order.size or open_playlists.size == 0:
+            break
+        restricted = labeler.restrict_playlists(open_playlists)
+        rest = order[position:]
+        flops = restricted.subset(rest).flops()
+        take = int(np.searchsorted(np.cumsum(flops, dtype=np.float64), factor * ownership.k * open_playlists.size)) + 1
+        take = min(take, rest.size)
+        # never split (near-)equal weights across rounds: extend the cut over ties within 1e-9
+        last = weight[rest[take - 1]]
+        take = int(np.searchsorted(-weight[rest], -last * (1.0 - 1e-9), side="right"))
+        chosen = rest[:take]
+        front = restricted.subset(chosen)
         for lo, hi in flop_blocks(front.flops(), block_size):
-            ownership.add(*front.ownership_block(lo, hi, ownership.floor))
-    return seeds
+            playlists, chosen_users, priorities = front.ownership_block(lo, hi, ownership.floor[open_playlists])
+            ownership.add(open_playlists[playlists], chosen_users, priorities)
+        seed_round[chosen] = r
+        position += take
+        close_round[(close_round == OwnershipSeed.NEVER) & ownership.full] = r + 1
+    return OwnershipSeed(seed_round=seed_round, close_round=close_round)
 
 
 def label_users(
@@ -1015,8 +1116,8 @@ def label_users(
     seed : seeds the capped hard subsample.
     ownership_k : ownership candidates kept per playlist (None = skip them).
     start, stop : the user range to label (a shard); user ids stay global.
-    ownership_seed_factor : before the main pass, the best-placed users' pairs (about
-        ``factor · k · n_playlists`` of them) seed the ownership floors (see
+    ownership_seed_factor : before the main pass, rounds of the best-placed users fill the
+        ownership lists (about ``factor · k`` pairs per open playlist and round, see
         :func:`seed_ownership`); 0 disables it. Affects speed only.
 
     Returns
@@ -1037,13 +1138,11 @@ def label_users(
     if device != "scipy":
         torch_labeler = TorchLabeler(user_song, playlist_song, labeler.s, labeler.p, labeler.e, device,
                                      max_hard_candidates, seed)
-    ownership = exclude = None
+    ownership = seeded = None
     if ownership_k is not None:
         ownership = OwnershipCandidates.empty(playlist_song.shape[0], ownership_k)
-        exclude = np.zeros(n_users, dtype=bool)
         if ownership_seed_factor > 0:
-            budget = ownership_seed_factor * ownership_k * playlist_song.shape[0]
-            exclude[seed_ownership(labeler, np.arange(start, stop), ownership, block_size, budget)] = True
+            seeded = seed_ownership(labeler, np.arange(start, stop), ownership, block_size, ownership_seed_factor)
     blocks: list[LabelBlock] = []
     scored = 0
     for lo, hi in block_ranges(stop - start, block_size):
@@ -1051,9 +1150,9 @@ def label_users(
         floor = None if ownership is None else ownership.floor
         if torch_labeler is not None:
             blk = torch_labeler.block(lo, hi, liked_share, hard_share, ownership_floor=floor,
-                                      ownership_exclude=exclude)
+                                      ownership_seeded=seeded)
         else:
-            blk = labeler.block(lo, hi, ownership_floor=floor, ownership_exclude=exclude)
+            blk = labeler.block(lo, hi, ownership_floor=floor, ownership_seeded=seeded)
         if ownership is not None:
             ownership.add(*blk.ownership_pairs)
             blk = dataclasses.replace(blk, ownership_pairs=None)  # merged: drop the pairs

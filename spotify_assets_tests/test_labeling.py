@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from spotify_assets.labeling import (
     BlockLabeler,
     OwnershipCandidates,
+    seed_ownership,
     concat_blocks,
     dense_reference,
     exploration_coefficients,
@@ -212,6 +213,25 @@ def test_ownership_candidates_accumulate_exactly_in_any_order(k: int) -> None:
     np.testing.assert_array_equal(rebuilt.users, expected.users)
 
 
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_partial_seeding_then_main_pass_is_exact(medium, rounds) -> None:
+    """Few seeding rounds leave unseeded users and open playlists; the main pass must still
+    add exactly the pairs the rounds did not."""
+    user_song, playlist_song, e = medium
+    labeler = BlockLabeler(user_song, playlist_song, e)
+    acc = OwnershipCandidates.empty(playlist_song.shape[0], 4)
+    seeded = seed_ownership(labeler, np.arange(200), acc, block_size=16, factor=0.05, max_rounds=rounds)
+    assert 0 < (seeded.seed_round >= 0).sum() < 200 and seeded.never_closed.any()
+    for lo in range(0, 200, 23):
+        acc.add(*labeler.block(lo, min(lo + 23, 200), acc.floor, seeded).ownership_pairs)
+    ref = dense_reference(user_song, playlist_song, e)
+    users, _ = ownership_candidates_reference(ref.scores, labeler.s, 4)
+    for j in range(playlist_song.shape[0]):
+        assert acc.users[j][acc.users[j] >= 0].tolist() == users[j]
+    with pytest.raises(ValueError, match="empty"):
+        seed_ownership(labeler, np.arange(200), acc, block_size=16)
+
+
 def test_label_block_function_equals_label_users(medium) -> None:
     user_song, playlist_song, e = medium
     s = np.diff(user_song.indptr).astype(float)
@@ -223,12 +243,16 @@ def test_label_block_function_equals_label_users(medium) -> None:
     np.testing.assert_array_equal(block.n_scored, whole.n_scored[40:80])
 
 
-def test_seeding_pass_does_not_change_ownership(medium) -> None:
+@pytest.mark.parametrize("equal_e", [False, True])
+def test_seeding_rounds_do_not_change_ownership(medium, equal_e) -> None:
     user_song, playlist_song, e = medium
-    seeded = label_users(user_song, playlist_song, e, ownership_k=3, ownership_seed_factor=0.5)
+    if equal_e:  # equal weights for equal song counts: rounds must not split such ties
+        e = np.full(e.size, 0.3)
     plain = label_users(user_song, playlist_song, e, ownership_k=3, ownership_seed_factor=0.0)
-    np.testing.assert_array_equal(seeded.ownership.users, plain.ownership.users)
-    np.testing.assert_array_equal(seeded.ownership.priorities, plain.ownership.priorities)
+    for factor in (0.05, 0.5, 3.0):
+        seeded = label_users(user_song, playlist_song, e, ownership_k=3, ownership_seed_factor=factor)
+        np.testing.assert_array_equal(seeded.ownership.users, plain.ownership.users)
+        np.testing.assert_array_equal(seeded.ownership.priorities, plain.ownership.priorities)
 
 
 def test_block_labeler_reports_progress(medium) -> None:
@@ -243,14 +267,16 @@ def test_block_labeler_reports_progress(medium) -> None:
 @given(
     n_users=st.integers(1, 30), n_playlists=st.integers(1, 30), n_songs=st.integers(1, 12),
     density=st.floats(0.05, 0.6), block_size=st.integers(1, 35), k=st.integers(1, 6), seed=st.integers(0, 2**16),
-    equal_e=st.booleans(),
+    equal_e=st.booleans(), seed_factor=st.sampled_from([0.0, 0.1, 0.5, 1.5]),
 )
-def test_property_equal_to_reference(n_users, n_playlists, n_songs, density, block_size, k, seed, equal_e) -> None:
+def test_property_equal_to_reference(n_users, n_playlists, n_songs, density, block_size, k, seed, equal_e,
+                                     seed_factor) -> None:
     rng = np.random.default_rng(seed)
     user_song = _random_binary(rng, n_users, n_songs, density)
     playlist_song = _random_binary(rng, n_playlists, n_songs, density)
     e = np.full(n_users, 0.5) if equal_e else exploration_coefficients(n_users, seed)
-    labels = label_users(user_song, playlist_song, e, block_size=block_size, ownership_k=k)
+    labels = label_users(user_song, playlist_song, e, block_size=block_size, ownership_k=k,
+                         ownership_seed_factor=seed_factor)
     _assert_matches_reference(user_song, playlist_song, e, labels, k=k)
 
 
