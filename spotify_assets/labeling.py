@@ -1008,6 +1008,29 @@ def concat_blocks(blocks: list[LabelBlock], seconds: float = 0.0,
     )
 
 
+def merge_labels(parts: list[Labels]) -> Labels:
+    """Join :func:`label_users` results of consecutive user ranges (shards), given in user
+    order: rows concatenate, ownership candidates merge (exact top k of the union), scored
+    pairs and seconds add up."""
+    blocks, start = [], 0
+    for part in parts:
+        blocks.append(LabelBlock(start=start, stop=start + part.n_users, n_scored=part.n_scored,
+                                 liked_indptr=part.liked_indptr, liked_playlists=part.liked_playlists,
+                                 liked_scores=part.liked_scores, hard_indptr=part.hard_indptr,
+                                 hard_playlists=part.hard_playlists, scored_pairs=part.scored_pairs,
+                                 hard_pool_sizes=part.hard_pool_sizes))
+        start += part.n_users
+    owned = [part.ownership for part in parts if part.ownership is not None]
+    if owned and len(owned) != len(parts):
+        raise ValueError("either every shard or none carries ownership candidates")
+    ownership = None
+    if owned:
+        ownership = OwnershipCandidates.from_arrays(owned[0].users, owned[0].priorities)
+        for other in owned[1:]:
+            ownership.merge(other)
+    return concat_blocks(blocks, seconds=sum(part.seconds for part in parts), ownership=ownership)
+
+
 def block_ranges(n_users: int, block_size: int) -> list[tuple[int, int]]:
     """[start, stop) ranges of at most ``block_size`` users covering ``0..n_users``."""
     if block_size < 1:

@@ -12,12 +12,12 @@ from spotify_assets.labeling import (
     BlockLabeler,
     OwnershipCandidates,
     seed_ownership,
-    concat_blocks,
     dense_reference,
     exploration_coefficients,
     label_block,
     label_users,
     liked_counts,
+    merge_labels,
     ownership_candidates_reference,
     subsample_keys,
 )
@@ -71,21 +71,14 @@ def test_results_do_not_depend_on_block_size_or_sharding(medium) -> None:
     whole = label_users(user_song, playlist_song, e, block_size=200, ownership_k=4)
     shards = [label_users(user_song, playlist_song, e, block_size=9, ownership_k=4, start=a, stop=b)
               for a, b in [(0, 70), (70, 71), (71, 200)]]
-    merged = shards[2].ownership.merge(shards[0].ownership).merge(shards[1].ownership)  # any merge order
-    blocks = [shard for shard in shards]
-    joined = concat_blocks([_as_block(shard, a) for shard, a in zip(blocks, (0, 70, 71))], ownership=merged)
+    joined = merge_labels(shards)
     for name, array in whole.arrays(include_optional=True).items():
         np.testing.assert_array_equal(joined.arrays(include_optional=True)[name], array, err_msg=name)
-
-
-def _as_block(labels, start):
-    from spotify_assets.labeling import LabelBlock
-
-    return LabelBlock(start=start, stop=start + labels.n_users, n_scored=labels.n_scored,
-                      liked_indptr=labels.liked_indptr, liked_playlists=labels.liked_playlists,
-                      liked_scores=labels.liked_scores, hard_indptr=labels.hard_indptr,
-                      hard_playlists=labels.hard_playlists, scored_pairs=labels.scored_pairs,
-                      hard_pool_sizes=labels.hard_pool_sizes)
+    assert joined.scored_pairs == whole.scored_pairs
+    # the ownership merge is order-free
+    merged = OwnershipCandidates.from_arrays(shards[2].ownership.users, shards[2].ownership.priorities)
+    merged.merge(shards[0].ownership).merge(shards[1].ownership)
+    np.testing.assert_array_equal(merged.users, whole.ownership.users)
 
 
 def test_ties_break_by_lower_playlist_id_single_scored_playlist_and_empty_users() -> None:
