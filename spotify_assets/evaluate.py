@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from spotify_assets.metrics import full_ranking_metrics, sampled_metrics
 from spotify_assets.models.baselines import Oracle, random_scores
-from spotify_assets.models.knn import Neighbors, knn_scores
+from spotify_assets.models.knn import Neighbors, knn_scores, knn_scores_sparse
 
 
 @dataclass(frozen=True)
@@ -55,19 +55,10 @@ def factor_scorer(name: str, user_factors: np.ndarray, item_factors: np.ndarray,
 
 def knn_scorer(neighbors: Neighbors, item_matrix: sp.csr_matrix) -> Scorer:
     def cand(users, cands):
-        full = sp.csr_matrix(knn_scores_sparse(neighbors, users, item_matrix))
+        full = knn_scores_sparse(neighbors.neighbors[users], neighbors.similarities[users], item_matrix)
         return np.asarray(full[np.arange(users.size)[:, None], cands].toarray(), dtype=np.float32)
 
     return Scorer("knn", _chunked(cand, 2048), lambda users: knn_scores(neighbors, users, item_matrix))
-
-
-def knn_scores_sparse(neighbors: Neighbors, users: np.ndarray, item_matrix: sp.csr_matrix) -> sp.csr_matrix:
-    nb = neighbors.neighbors[users]
-    sims = neighbors.similarities[users]
-    valid = nb >= 0
-    rows = np.repeat(np.arange(users.size), valid.sum(axis=1))
-    weights = sp.csr_matrix((sims[valid], (rows, nb[valid])), shape=(users.size, item_matrix.shape[0]))
-    return weights @ item_matrix
 
 
 def oracle_scorer(oracle: Oracle) -> Scorer:
