@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spotify_assets.metrics import full_ranking_metrics, sampled_metrics
-from spotify_assets.models.baselines import Oracle, random_scores
+from spotify_assets.models.baselines import Oracle, factor_candidate_scores, random_scores
 from spotify_assets.models.knn import Neighbors, knn_scores, knn_scores_sparse
 
 
@@ -48,9 +48,9 @@ def factor_scorer(name: str, user_factors: np.ndarray, item_factors: np.ndarray,
     bias = np.zeros(item_factors.shape[0], np.float32) if item_bias is None else item_bias
 
     def cand(users, cands):
-        return np.einsum("bd,bnd->bn", user_factors[users], item_factors[cands]) + bias[cands]
+        return factor_candidate_scores(user_factors, item_factors, users, cands, bias)
 
-    return Scorer(name, _chunked(cand), lambda users: user_factors[users] @ item_factors.T + bias)
+    return Scorer(name, cand, lambda users: user_factors[users] @ item_factors.T + bias)
 
 
 def knn_scorer(neighbors: Neighbors, item_matrix: sp.csr_matrix) -> Scorer:

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
 from spotify_assets.metrics import sampled_metrics
-from spotify_assets.models.baselines import popularity_scores, train_als
+from spotify_assets.models.baselines import factor_candidate_scores, popularity_scores, train_als
 from spotify_assets.models.bpr import BPRConfig, train_bpr
 from spotify_assets.models.knn import top_k_neighbors
 from spotify_assets.matrices import load_csr
@@ -255,7 +255,8 @@ def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: A
             started = time.perf_counter()
             result = train_als(positives, factors=factors, alpha=alpha, regularization=config.regularization,
                                iterations=config.iterations, seed=settings.seed)
-            scores = np.einsum("bd,bnd->bn", result.user_factors[users], result.item_factors[candidates])
+            # chunked: a (B, 51, d) gather of the whole val batch would need ~12 GB at bench scale
+            scores = factor_candidate_scores(result.user_factors, result.item_factors, users, candidates)
             mrr = sampled_metrics(scores)["mrr"]
             trials.append({"factors": factors, "alpha": alpha, "val_mrr": round(mrr, 5),
                            "seconds": round(time.perf_counter() - started, 2)})
