@@ -3,12 +3,11 @@
 import time
 
 import dagster as dg
-
-from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.train.assets import (
     ALS,
     BPR_CHECKPOINT,

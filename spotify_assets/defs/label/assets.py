@@ -9,17 +9,16 @@ cluster, and each step processes its shard block by block (memory bounded by
 import time
 
 import dagster as dg
-
-from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.labeling import (
-    LabelBlock,
-    TorchLabeler,
+    Labels,
+    OwnershipCandidates,
     block_ranges,
-    concat_blocks,
     exploration_coefficients,
-    label_block,
+    label_users,
+    merge_labels,
     resolve_device,
 )
 from spotify_assets.matrices import load_csr
@@ -64,6 +63,11 @@ class LabelConfig(dg.Config):
     """A user likes the top max(1, ceil(liked_share * n)) of their n scored playlists."""
     hard_share: float = 0.2
     """Hard-negative pool: this share of the remaining scored playlists, by score."""
+    max_hard_candidates: int = 0
+    """Cap on each user's stored hard-negative pool (0 = keep the whole pool); a capped pool
+    is a seeded, block-independent subsample. Needed at full scale, where pools are ~4k/user."""
+    ownership_k: int = 48
+    """Ownership candidates kept per playlist (top by score/sqrt(s) over all scored pairs)."""
     device: str = "auto"
     """'auto' uses torch kernels on the GPU when one exists, else the scipy CPU kernel;
     'scipy', 'cuda' or 'cpu' (torch on the CPU) force one."""
@@ -71,67 +75,70 @@ class LabelConfig(dg.Config):
 
 @dg.op(
     ins={"start_after": dg.In(dg.Nothing)},
-    out=dg.DynamicOut(list, io_manager_key="json_io_manager"),
+    out=dg.DynamicOut(dict, io_manager_key="json_io_manager"),
 )
-def plan_label_shards(context: dg.OpExecutionContext, config: LabelConfig, artifacts: ArtifactStore):
+def plan_label_shards(context: dg.OpExecutionContext, config: LabelConfig, artifacts: ArtifactStore,
+                      settings: PipelineSettings):
     """Cut the users into ``shards`` contiguous ranges, one step each."""
     if config.shards < 1 or config.block_size < 1:
         raise dg.Failure("shards and block_size must be >= 1")
     n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
     size = max(1, -(-n_users // config.shards))
     for start, stop in block_ranges(n_users, size):
-        yield dg.DynamicOutput([start, stop, config.block_size, config.liked_share, config.hard_share, config.device],
+        yield dg.DynamicOutput({"start": start, "stop": stop, "block_size": config.block_size,
+                                "liked_share": config.liked_share, "hard_share": config.hard_share,
+                                "device": config.device, "max_hard_candidates": config.max_hard_candidates,
+                                "ownership_k": config.ownership_k, "seed": settings.seed},
                                mapping_key=f"users_{start}_{stop}")
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
-def label_shard(context: dg.OpExecutionContext, shard: list, artifacts: ArtifactStore) -> dict:
+def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: ArtifactStore) -> dict:
     """Score and label one user range block by block; write its arrays; return their path."""
-    start, stop, block_size, liked_share, hard_share, device = shard
-    device = resolve_device(device)
-    started = time.perf_counter()
+    start, stop = shard["start"], shard["stop"]
+    device = resolve_device(shard["device"])
     user_song = load_csr(artifacts.path(*USER_SONG))
     playlist_song = load_csr(artifacts.path(*PLAYLIST_SONG))
     e = artifacts.load_arrays(*EXPLORATION)["e"]
     if e.shape[0] != user_song.shape[0]:
         raise dg.Failure("exploration_coefficients is stale: its user count differs from user_song_matrix")
-    s = np.diff(user_song.indptr).astype(np.float64)
-    p = np.diff(playlist_song.indptr).astype(np.float64)
-    playlist_song_t = playlist_song.T.tocsr()
-    torch_labeler = None if device == "scipy" else TorchLabeler(user_song, playlist_song, s, p, e, device)
-    blocks: list[LabelBlock] = []
-    scored = 0
-    ranges = [(a + start, b + start) for a, b in block_ranges(stop - start, int(block_size))]
-    for index, (lo, hi) in enumerate(ranges, start=1):
-        if torch_labeler is not None:
-            blocks.append(torch_labeler.block(lo, hi, liked_share, hard_share))
-        else:
-            blocks.append(label_block(user_song, playlist_song_t, s, p, e, lo, hi, liked_share, hard_share))
-        scored += blocks[-1].scored_pairs
-        if index % 10 == 0 or index == len(ranges):
-            elapsed = time.perf_counter() - started
-            context.log.info(f"users {start}-{stop}: block {index}/{len(ranges)}, {scored:,} pairs scored, "
-                             f"{scored / max(elapsed, 1e-9) / 1e6:.1f}M pairs/s")
-    merged = concat_blocks(blocks, seconds=time.perf_counter() - started)
-    path = artifacts.save_arrays("label", "shards", f"{start:09d}-{stop:09d}.npz", **merged.arrays())
-    return {"start": start, "stop": stop, "path": str(path), "scored_pairs": scored, "seconds": merged.seconds,
-            "device": device,
-            "peak_rss_mb": peak_rss_mb()}
+    started = time.perf_counter()
+    last_log = [started]
+
+    def progress(done: int, total: int, scored: int) -> None:
+        now = time.perf_counter()
+        if now - last_log[0] > 10 or done == stop:
+            last_log[0] = now
+            context.log.info(f"users {start}-{stop}: {done - start:,}/{stop - start:,} labelled, {scored:,} pairs "
+                             f"scored, {scored / max(now - started, 1e-9) / 1e6:.1f}M pairs/s")
+
+    labels = label_users(
+        user_song, playlist_song, e, block_size=int(shard["block_size"]), liked_share=shard["liked_share"],
+        hard_share=shard["hard_share"], progress=progress, device=device,
+        max_hard_candidates=int(shard["max_hard_candidates"]) or None, seed=int(shard["seed"]),
+        ownership_k=int(shard["ownership_k"]), start=start, stop=stop,
+    )
+    path = artifacts.save_arrays("label", "shards", f"{start:09d}-{stop:09d}.npz", **labels.arrays(include_optional=True))
+    return {"start": start, "stop": stop, "path": str(path), "scored_pairs": labels.scored_pairs,
+            "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb()}
+
+
+def _load_labels(path: str, scored_pairs: int, seconds: float) -> Labels:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    ownership = None
+    if "ownership_users" in arrays:
+        ownership = OwnershipCandidates.from_arrays(arrays.pop("ownership_users"), arrays.pop("ownership_priorities"))
+    return Labels(scored_pairs=scored_pairs, seconds=seconds, ownership=ownership, **arrays)
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
 def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: ArtifactStore):
-    """Concatenate shard results in user order into ``label/labels.npz``."""
+    """Concatenate shard results in user order (ownership candidates merged to the exact
+    top k of the union) into ``label/labels.npz``."""
     shards = sorted(shards, key=lambda shard: shard["start"])
-    blocks = []
-    for shard in shards:
-        with np.load(shard["path"], allow_pickle=False) as data:
-            blocks.append(LabelBlock(start=shard["start"], stop=shard["stop"], n_scored=data["n_scored"],
-                                     liked_indptr=data["liked_indptr"], liked_playlists=data["liked_playlists"],
-                                     liked_scores=data["liked_scores"], hard_indptr=data["hard_indptr"],
-                                     hard_playlists=data["hard_playlists"], scored_pairs=shard["scored_pairs"]))
-    labels = concat_blocks(blocks)
-    path = artifacts.save_arrays(*LABELS, **labels.arrays())
+    labels = merge_labels([_load_labels(s["path"], s["scored_pairs"], s["seconds"]) for s in shards])
+    path = artifacts.save_arrays(*LABELS, **labels.arrays(include_optional=True))
     compute_seconds = sum(shard["seconds"] for shard in shards)
     n_liked = np.diff(labels.liked_indptr)
     table = markdown_table([
@@ -149,6 +156,7 @@ def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: 
             "hard_pool_entries": int(labels.hard_playlists.size),
             "scored_pairs": labels.scored_pairs,
             "scored_pairs_per_user_median": float(np.median(labels.n_scored)) if labels.n_users else 0.0,
+            "ownership_candidates_per_playlist": int(labels.ownership.k) if labels.ownership is not None else 0,
             "shard_compute_seconds": round(compute_seconds, 3),
             "pairs_per_second": round(labels.scored_pairs / max(compute_seconds, 1e-9)),
             "shards": dg.MetadataValue.md(table),

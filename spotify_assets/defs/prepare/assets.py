@@ -3,11 +3,10 @@
 import time
 
 import dagster as dg
-
-from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 import pyarrow as pa
 
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.catalog import build_song_catalog
 from spotify_assets.matrices import load_interactions, save_csr
 from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata

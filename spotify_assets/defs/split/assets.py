@@ -8,11 +8,10 @@ eval batches valid), because training and evaluation downstream trust them.
 import time
 
 import dagster as dg
-
-from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import numpy as np
 
-from spotify_assets.labeling import liked_counts
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.labeling import OwnershipCandidates, liked_counts
 from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 from spotify_assets.splits import (
@@ -21,6 +20,7 @@ from spotify_assets.splits import (
     VAL,
     assign_ownership,
     check_eval_batch_valid,
+    check_ownership_valid,
     check_no_split_overlap,
     check_triplets_valid,
     gini,
@@ -112,43 +112,52 @@ class OwnershipConfig(dg.Config):
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["user_splits", "song_counts"],
-    check_specs=[dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
-                                   description="No owner has the playlist among their val/test positives; cap respected.")],
+    deps=["user_splits"],
+    check_specs=[
+        dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
+                          description="No owner has the playlist among their val/test positives; cap respected; "
+                          "every owner is one of the playlist's candidates."),
+        dg.AssetCheckSpec("candidates_not_exhausted", asset="playlist_ownership",
+                          description="No playlist ran out of ownership candidates (then the result equals the "
+                          "greedy over all scored pairs); otherwise raise ownership_k."),
+    ],
 )
 def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfig, artifacts: ArtifactStore
                        ) -> dg.MaterializeResult:
-    """Owner per playlist (-1 = none): greedy over train positives by priority score/sqrt(s),
-    at most ``cap`` playlists per user."""
+    """Owner per playlist (-1 = none): greedy by priority score/sqrt(s) over all scored pairs
+    (the labeler's top candidates per playlist), at most ``cap`` playlists per user, never a
+    playlist that is one of the owner's val/test positives."""
     labels = artifacts.load_arrays(*LABELS)
     split = artifacts.load_arrays(*SPLITS)["split"]
-    counts = artifacts.load_arrays(*COUNTS)
-    s = counts["s"].astype(np.float64)
-    n_playlists = int(counts["p"].size)
-    users = np.repeat(np.arange(s.size), np.diff(labels["liked_indptr"]))
-    result = assign_ownership(users, labels["liked_playlists"], labels["liked_scores"], split, s, n_playlists, config.cap)
+    if "ownership_users" not in labels:
+        raise dg.Failure("liked_playlists has no ownership candidates: rematerialize it with ownership_k > 0")
+    candidates = OwnershipCandidates.from_arrays(labels["ownership_users"], labels["ownership_priorities"])
+    result = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], split, config.cap)
     path = artifacts.save_arrays(*OWNERSHIP, owner=result.owner, owned_counts=result.owned_counts)
-    held_out = split != TRAIN
-    keys = users[held_out].astype(np.int64) * n_playlists + labels["liked_playlists"][held_out]
-    owned = np.flatnonzero(result.owner >= 0)
-    owned_keys = result.owner[owned].astype(np.int64) * n_playlists + owned
-    violations = int(np.isin(owned_keys, keys).sum())
-    ok = violations == 0 and result.owned_counts.max(initial=0) <= config.cap
+    verdict = check_ownership_valid(result.owner, labels["liked_indptr"], labels["liked_playlists"], split,
+                                    config.cap, candidates)
     owners = result.owned_counts[result.owned_counts > 0]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "owned_playlists": int(owned.size),
+            "owned_playlists": int((result.owner >= 0).sum()),
             "unowned_playlists": result.unowned,
             "owners": int(owners.size),
             "ownership_gini": round(gini(result.owned_counts), 4),
             "max_owned_per_user": int(result.owned_counts.max(initial=0)),
             "cap": config.cap,
-            "sequential_greedy_needed": result.used_sequential_greedy,
+            "candidates_per_playlist": int(candidates.k),
+            "exhausted_playlists": int(result.exhausted),
             "peak_rss_mb": peak_rss_mb(),
         },
-        check_results=[_check("never_owns_held_out_positive", "playlist_ownership", ok,
-                              f"{violations} owned playlists are held-out positives of their owner")],
+        check_results=[
+            _check("never_owns_held_out_positive", "playlist_ownership", verdict.passed,
+                   f"{verdict.failures} invalid ownerships", **{k: v for k, v in verdict.details.items()
+                                                                  if isinstance(v, int | float | str)}),
+            dg.AssetCheckResult(asset_key="playlist_ownership", check_name="candidates_not_exhausted",
+                                passed=result.exhausted == 0, severity=dg.AssetCheckSeverity.WARN,
+                                description=f"{result.exhausted} playlists exhausted their candidate lists"),
+        ],
     )
 
 

@@ -10,7 +10,6 @@ import hashlib
 import dagster as dg
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-
 from spotify_assets import checks
 from spotify_assets.metadata import table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse

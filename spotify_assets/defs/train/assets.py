@@ -5,12 +5,11 @@ import time
 from dataclasses import asdict, replace
 
 import dagster as dg
-
-from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 import pyarrow as pa
 import numpy as np
 import scipy.sparse as sp
 
+from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
 from spotify_assets.metrics import sampled_metrics
 from spotify_assets.models.baselines import factor_candidate_scores, popularity_scores, train_als
