@@ -52,7 +52,7 @@ class LeaderboardConfig(dg.Config):
 def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConfig, artifacts: ArtifactStore,
                       warehouse: DuckDBWarehouse, settings: PipelineSettings) -> dg.MaterializeResult:
     """Random, popularity, ALS, KNN, BPR and the oracle (true score) on the same test
-    eval batches (MRR, Hit@1/5/10; overall, warm and cold users) and by full ranking of
+    eval batches (MRR, Hit@1/5/10; overall, warm, cold and light cold users) and by full ranking of
     every non-excluded playlist (Recall@10/50, NDCG@10)."""
     started = time.perf_counter()
     batches = artifacts.load_arrays("split", "eval_batches.npz")
@@ -75,7 +75,10 @@ def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConf
                       net.bias.weight.detach().numpy()[:, 0]),
         oracle_scorer(Oracle(user_song, playlist_song, artifacts.load_arrays("label", "exploration.npz")["e"])),
     ]
-    segments = {"warm": ~cold, "cold": cold}
+    # Light users (< 5 positives) keep every positive in train, so only cold light users have
+    # held-out rows: that is the light segment.
+    n_positives = np.diff(artifacts.load_arrays("label", "labels.npz")["liked_indptr"])[users]
+    segments = {"warm": ~cold, "cold": cold, "cold_light (<5 positives)": cold & (n_positives < 5)}
     # full ranking: held-out test positives; excluded = train positives and owned playlists
     labels = artifacts.load_arrays("label", "labels.npz")
     split = artifacts.load_arrays("split", "user_splits.npz")["split"]
