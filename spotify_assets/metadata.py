@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 
 from spotify_assets.ingest import table_schema
 
@@ -44,3 +45,23 @@ def peak_rss_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def replace_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table]) -> None:
+    """Replace each named warehouse table with an Arrow table's rows, all in one transaction
+    (readers see every old table or every new one; a failure leaves the old ones)."""
+    views = {}
+    for index, (name, table) in enumerate(tables.items()):
+        views[name] = f"_replacement_{index}"
+        con.register(views[name], table)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, view in views.items():
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for view in views.values():
+            con.unregister(view)

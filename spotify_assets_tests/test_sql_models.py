@@ -95,3 +95,16 @@ def test_checks_catch_broken_tables(con) -> None:
     assert not checks.not_null(con, "t", ["uri"]).passed
     with pytest.raises(ValueError, match="unsafe"):
         checks.unique_key(con, "t; DROP TABLE t", ["id"])
+
+
+def test_replace_tables_is_all_or_nothing(con) -> None:
+    import pyarrow as pa
+
+    from spotify_assets.metadata import replace_tables
+
+    replace_tables(con, {"a": pa.table({"x": [1, 2]}), "b": pa.table({"y": ["u"]})})
+    assert con.execute("SELECT sum(x) FROM a").fetchall()[0][0] == 3
+    # the second replacement fails (bad identifier): the first must not be replaced either
+    with pytest.raises(Exception):
+        replace_tables(con, {"a": pa.table({"x": [10]}), 'b"; --': pa.table({"y": ["v"]})})
+    assert con.execute("SELECT sum(x) FROM a").fetchall()[0][0] == 3

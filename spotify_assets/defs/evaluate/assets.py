@@ -25,7 +25,7 @@ from spotify_assets.evaluate import (
     random_scorer,
 )
 from spotify_assets.matrices import load_csr
-from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
+from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.models.baselines import Oracle
 from spotify_assets.models.bpr import load_checkpoint
 from spotify_assets.models.knn import Neighbors
@@ -103,16 +103,7 @@ def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConf
     columns = ["model", "segment", "rows", "mrr", "hit@1", "hit@5", "hit@10", "recall@10", "recall@50", "ndcg@10"]
     table = pa.table({c: [r.get(c) for r in rows] for c in columns})
     with warehouse.connect() as con:
-        con.register("_leaderboard", table)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute('CREATE OR REPLACE TABLE model_leaderboard AS SELECT * FROM _leaderboard')
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_leaderboard")
+        replace_tables(con, {"model_leaderboard": table})
         meta = table_metadata(con, "model_leaderboard")
     overall = {r["model"]: r for r in rows if r["segment"] == "all"}
     passed = overall["bpr"]["mrr"] > overall["popularity"]["mrr"]

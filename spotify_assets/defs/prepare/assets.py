@@ -9,7 +9,7 @@ import pyarrow as pa
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.catalog import build_song_catalog
 from spotify_assets.matrices import load_interactions, save_csr
-from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
+from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
     DUCKDB_POOL,
@@ -57,21 +57,7 @@ def song_catalog(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             tracks["track_id"], tracks["track_uri"].tolist(), tracks["track_name"].tolist(),
             tracks["artist_name"].tolist(),
         )
-        con.register("_msd_keys", result.msd)
-        con.register("_mpd_keys", result.mpd)
-        con.register("_catalog", result.catalog)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("CREATE OR REPLACE TABLE msd_song_keys AS SELECT * FROM _msd_keys")
-            con.execute("CREATE OR REPLACE TABLE mpd_track_keys AS SELECT * FROM _mpd_keys")
-            con.execute("CREATE OR REPLACE TABLE song_catalog AS SELECT * FROM _catalog")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            for name in ("_msd_keys", "_mpd_keys", "_catalog"):
-                con.unregister(name)
+        replace_tables(con, {"msd_song_keys": result.msd, "mpd_track_keys": result.mpd, "song_catalog": result.catalog})
         # How matching fares, counted over the songs people actually listened to.
         match = con.execute(
             """
@@ -164,19 +150,7 @@ def interaction_matrices(
                                "user_id": pa.array(data.user_ids.tolist(), pa.string())})
         playlist_table = pa.table({"playlist_idx": pa.array(np.arange(len(data.pids), dtype=np.int32)),
                                    "pid": pa.array(data.pids, pa.int64())})
-        con.register("_users", user_table)
-        con.register("_playlists", playlist_table)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("CREATE OR REPLACE TABLE user_dictionary AS SELECT * FROM _users")
-            con.execute("CREATE OR REPLACE TABLE playlist_dictionary AS SELECT * FROM _playlists")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_users")
-            con.unregister("_playlists")
+        replace_tables(con, {"user_dictionary": user_table, "playlist_dictionary": playlist_table})
         metas = {n: table_metadata(con, n) for n in ("user_dictionary", "playlist_dictionary")}
     s = np.diff(data.user_song.indptr).astype(np.int32)
     p = np.diff(data.playlist_song.indptr).astype(np.int32)

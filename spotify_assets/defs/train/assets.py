@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.metadata import markdown_table, peak_rss_mb, table_metadata
+from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.metrics import sampled_metrics
 from spotify_assets.models.baselines import factor_candidate_scores, popularity_scores, train_als
 from spotify_assets.models.bpr import BPRConfig, train_bpr
@@ -131,16 +131,7 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
     with artifacts.atomic_path(*SWEEP_BEST) as tmp:
         tmp.write_text(json.dumps({k: best[k] for k in ("dim", "lr", "reg", "val_mrr")}))
     with warehouse.connect() as con:
-        con.register("_trials", pa.Table.from_pylist(trials))
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("CREATE OR REPLACE TABLE bpr_sweep_trials AS SELECT * FROM _trials")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_trials")
+        replace_tables(con, {"bpr_sweep_trials": pa.Table.from_pylist(trials)})
         meta = table_metadata(con, "bpr_sweep_trials")
     return dg.MaterializeResult(metadata={
         **meta,
