@@ -19,6 +19,8 @@ import gzip
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +162,19 @@ def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = No
     statements on a connection whose previous result is half-read."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT around the block; ROLLBACK (and re-raise) on any error, so readers see
+    all of the block's writes or none of them."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _duckdb_message(exc: Exception) -> str:
@@ -386,37 +401,33 @@ def load_mpd_slice(
             path, f"pid {clash[0]}", f"already loaded from slice {clash[1]!r}; pids must be unique across slices"
         )
 
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM mpd_playlist_tracks WHERE slice = ?", [slice_name])
-        con.execute("DELETE FROM mpd_playlists WHERE slice = ?", [slice_name])
-        # File order is kept (DuckDB preserves insertion order), so no sort is needed.
-        con.execute(
-            """
-            INSERT INTO mpd_playlists
-            SELECT ?, pid, name, collaborative = 'true', modified_at, num_tracks, num_albums,
-                   num_followers, num_edits, duration_ms, num_artists, description
-            FROM _slice_playlists
-            """,
-            [slice_name],
-        )
-        con.execute(
-            """
-            INSERT INTO mpd_playlist_tracks
-            SELECT ?, pid, t.pos, t.track_uri, t.track_name, t.artist_uri, t.artist_name,
-                   t.album_uri, t.album_name, t.duration_ms
-            FROM (SELECT pid, unnest(tracks) AS t FROM _slice_playlists)
-            """,
-            [slice_name],
-        )
-        n_playlists, n_tracks, empty = con.execute(
-            "SELECT count(*), coalesce(sum(len(tracks)), 0), count(*) FILTER (WHERE len(tracks) = 0) FROM _slice_playlists"
-        ).fetchall()[0]
-        rows = {"mpd_playlists": int(n_playlists), "mpd_playlist_tracks": int(n_tracks)}
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            con.execute("DELETE FROM mpd_playlist_tracks WHERE slice = ?", [slice_name])
+            con.execute("DELETE FROM mpd_playlists WHERE slice = ?", [slice_name])
+            # File order is kept (DuckDB preserves insertion order), so no sort is needed.
+            con.execute(
+                """
+                INSERT INTO mpd_playlists
+                SELECT ?, pid, name, collaborative = 'true', modified_at, num_tracks, num_albums,
+                       num_followers, num_edits, duration_ms, num_artists, description
+                FROM _slice_playlists
+                """,
+                [slice_name],
+            )
+            con.execute(
+                """
+                INSERT INTO mpd_playlist_tracks
+                SELECT ?, pid, t.pos, t.track_uri, t.track_name, t.artist_uri, t.artist_name,
+                       t.album_uri, t.album_name, t.duration_ms
+                FROM (SELECT pid, unnest(tracks) AS t FROM _slice_playlists)
+                """,
+                [slice_name],
+            )
+            n_playlists, n_tracks, empty = con.execute(
+                "SELECT count(*), coalesce(sum(len(tracks)), 0), count(*) FILTER (WHERE len(tracks) = 0) FROM _slice_playlists"
+            ).fetchall()[0]
+            rows = {"mpd_playlists": int(n_playlists), "mpd_playlist_tracks": int(n_tracks)}
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_playlists")
     return LoadResult(
@@ -444,8 +455,7 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
     started = time.perf_counter()
     path = Path(path)
     size = _check_file(path)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         try:
             con.execute(
                 """
@@ -476,10 +486,6 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
         duplicates = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM entp_listens GROUP BY user_id, song_id HAVING count(*) > 1)"
         ).fetchall()[0][0]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return LoadResult(
         path=str(path),
         rows={"entp_listens": int(n_rows)},
@@ -637,8 +643,7 @@ def load_msd_songs(
                 "CREATE OR REPLACE TEMP TABLE _msd_song_data (song_id VARCHAR, title VARCHAR, "
                 "release VARCHAR, artist_name VARCHAR, year INTEGER)"
             )
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(
                 """
                 CREATE OR REPLACE TABLE msd_songs AS
@@ -667,10 +672,6 @@ def load_msd_songs(
             n_rows, n_mismatched = first_row(con, 
                 "SELECT count(*), count(*) FILTER (WHERE mismatched) FROM msd_songs"
             )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
         con.unregister("_msd_tracks")
         con.unregister("_msd_mismatches")

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from spotify_assets.ingest import table_schema
+from spotify_assets.ingest import table_schema, transaction
 
 
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, dg.MetadataValue]:
@@ -54,14 +54,10 @@ def replace_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table
     for index, (name, table) in enumerate(tables.items()):
         views[name] = f"_replacement_{index}"
         con.register(views[name], table)
-    con.execute("BEGIN TRANSACTION")
     try:
-        for name, view in views.items():
-            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            for name, view in views.items():
+                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
     finally:
         for view in views.values():
             con.unregister(view)

@@ -22,6 +22,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from spotify_assets.ingest import transaction
 from spotify_assets.resources import PROJECT_ROOT
 
 SQL_PROJECT_DIR = PROJECT_ROOT / "dbt_like_sql"
@@ -109,12 +110,7 @@ class ModelRun:
 def materialize_model(con: duckdb.DuckDBPyConnection, model: SqlModel) -> ModelRun:
     """Replace the model's table with its SELECT inside one transaction."""
     started = time.perf_counter()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f'CREATE OR REPLACE TABLE "{model.name}" AS {model.sql}')
         rows = con.execute(f'SELECT count(*) FROM "{model.name}"').fetchall()[0][0]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return ModelRun(rows=int(rows), seconds=time.perf_counter() - started)
