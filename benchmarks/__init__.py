@@ -1,0 +1,6 @@
+"""Performance harness for spotify_assets (DESIGN §6): ``python -m benchmarks run --help``.
+
+Modules: :mod:`benchmarks.stages` (one function per measured method, the stage registry and
+its targets), :mod:`benchmarks.naive` (the original system's naive methods),
+:mod:`benchmarks.harness` (data cache, one subprocess per method, JSON and markdown).
+"""

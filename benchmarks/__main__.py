@@ -1,0 +1,136 @@
+"""``python -m benchmarks``: the performance harness (DESIGN §6). See ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.harness import DEFAULT_CACHE, DEFAULT_NAIVE_BUDGET, DEFAULT_RESULTS, SCALES, RunSettings, child_main, run
+from benchmarks.stages import DEFAULT_OPTIONS, STAGE_ORDER, STAGES
+
+DESCRIPTION = """\
+Measure every pipeline stage on generated data, next to the naive method the original
+system used and the library peers, and check the speed targets.
+
+  python -m benchmarks run --scale tiny                 # smoke test, ~1 minute
+  python -m benchmarks run --scale bench                # the committed tables (long)
+  python -m benchmarks run --scale bench --stages label,knn
+  python -m benchmarks list                             # stages, methods and targets
+"""
+
+EPILOG = f"""\
+data
+  The project's seeded generator (spotify_assets.synth) writes the raw MPD/ENTP/MSD files
+  once per scale into CACHE/<scale>/raw (default {DEFAULT_CACHE}, ignored by git through
+  `data/*`); later runs reuse them. Stages hand their arrays to each other through
+  CACHE/<scale>/work; a requested stage whose inputs are missing first runs its
+  prerequisites (ours only, not reported). Progress goes to stderr and CACHE/<scale>/bench.log.
+
+stages (in pipeline order)
+{chr(10).join(f'  {name:<13}{STAGES[name].title}' for name in STAGE_ORDER)}
+
+measurement
+  Every (stage, method) runs in its own subprocess; seconds are the kernel's wall time,
+  peak RSS is the child's ru_maxrss (os.wait4), device is where it ran. Rates are input
+  units per second (track rows, scored pairs, triplets, negatives, queries...).
+
+naive methods and peers (same data, same run)
+  ingest     json.load + pandas.json_normalize per slice, DataFrames inserted into DuckDB
+  label      per-user dict of overlaps and one Python score per overlapping pair
+  triplets   per-user Python loop, sets, random.Random rejection sampling
+  eval       per-row Python loop, random.sample + rejection
+  bpr        per-sample torch Dataset + DataLoader + autograd SGD; peer: implicit BPR
+             (same factors, same train positives, ~same number of samples)
+  knn        one query at a time (sparse row x all users, argpartition)
+  ann        exact blocked matmul vs Annoy vs hnswlib at the smallest search_k / ef
+             reaching recall@10 >= 0.95, one query at a time, one thread
+  A naive method stops after --naive-budget seconds (default per scale:
+  {', '.join(f'{k} {v:g}s' for k, v in DEFAULT_NAIVE_BUDGET.items())}) and its time for the whole
+  input is extrapolated linearly ("extrapolated from N rows" in the table).
+
+targets (met / MISSED in the table)
+{chr(10).join(f'  {name:<13}{t.label}' for name in STAGE_ORDER for t in STAGES[name].targets)}
+
+outputs
+  RESULTS/<scale>.json (schema spotify_assets.benchmarks/1: rows, comparisons, targets,
+  machine, data) and RESULTS/<scale>.md (the tables), default RESULTS = {DEFAULT_RESULTS}.
+  Rerunning a subset of stages replaces only those stages' rows (same scale and seed).
+"""
+
+
+def _stage_list(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGE_ORDER)}")
+    return tuple(s for s in STAGE_ORDER if s in names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run", help="run stages and write the results tables",
+                                 description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    runner.add_argument("--scale", choices=SCALES, default="tiny",
+                        help="generator preset: tiny (200 users x 500 playlists, seconds), sample, bench "
+                             "(100k x 100k), full (1M x 1M, hours and ~100 GB). Default: tiny.")
+    runner.add_argument("--stages", type=_stage_list, default=STAGE_ORDER,
+                        help=f"comma-separated subset of: {','.join(STAGE_ORDER)} (default: all)")
+    runner.add_argument("--seed", type=int, default=0, help="drives the data and every draw (default 0)")
+    runner.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="folder for generated data and stage hand-off files (default %(default)s)")
+    runner.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="folder for <scale>.json and <scale>.md (default %(default)s)")
+    runner.add_argument("--naive-budget", type=float, default=None,
+                        help="seconds each naive method may run before it is extrapolated (default per scale)")
+    runner.add_argument("--no-naive", action="store_true", help="skip the naive methods")
+    runner.add_argument("--no-peers", action="store_true", help="skip library peers (implicit BPR, hnswlib)")
+    runner.add_argument("--child-timeout", type=float, default=3 * 3600.0,
+                        help="kill a method's subprocess after this many seconds (default 3 h)")
+    for name, spec in DEFAULT_OPTIONS.items():
+        runner.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            type=str if name == "device" else int,
+                            help=f"default {spec.get('default')}" + "".join(
+                                f", {k} {v}" for k, v in spec.items() if k != "default"))
+    commands.add_parser("list", help="print the stages, their methods and targets")
+    return parser
+
+
+def _child(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks _child")
+    for name in ("stage", "method", "scale", "raw", "work", "options", "result"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--budget", type=float, required=True)
+    a = parser.parse_args(argv)
+    return child_main(a.stage, a.method, a.scale, a.seed, Path(a.raw), Path(a.work), a.budget, json.loads(a.options),
+                      Path(a.result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_child"]:  # internal: one method in a fresh process
+        return _child(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        for name in STAGE_ORDER:
+            stage = STAGES[name]
+            print(f"{name}: {stage.title}")
+            print(f"  methods: {', '.join(f'{m.name} ({m.kind})' for m in stage.methods)}")
+            for target in stage.targets:
+                print(f"  target: {target.label}")
+        return 0
+    options = {name: getattr(args, name) for name in DEFAULT_OPTIONS if getattr(args, name) is not None}
+    results = run(RunSettings(scale=args.scale, seed=args.seed, stages=args.stages, cache=args.cache,
+                              results=args.results, naive_budget=args.naive_budget, naive=not args.no_naive,
+                              peers=not args.no_peers, child_timeout=args.child_timeout, options=options))
+    missing = [r for r in results["rows"] if "error" in r]
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
