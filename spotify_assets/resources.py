@@ -139,6 +139,23 @@ class ArtifactStore(dg.ConfigurableResource):
             return {name: data[name] for name in data.files}
 
 
+class FeedbackStore(dg.ConfigurableResource):
+    """The service's feedback log (SQLite, see ``serving/feedback.py`` for why not DuckDB).
+
+    The pipeline only reads it: ``feedback_positives`` turns rows into training positives and
+    ``feedback_retrain_sensor`` counts new rows against ``retrain_threshold``.
+    """
+
+    path: str = Field(description="SQLite file the HTTP service appends feedback to.")
+    retrain_threshold: int = Field(default=25, ge=1,
+                                   description="New feedback rows that trigger a retrain run.")
+
+    def log(self):
+        from spotify_assets.serving.feedback import FeedbackLog
+
+        return FeedbackLog(self.path)
+
+
 class PipelineSettings(dg.ConfigurableResource):
     """Settings every stage shares; change them in the launchpad's resources section."""
 

@@ -47,3 +47,20 @@ train_job = dg.define_asset_job(
     description="Retrain BPR, KNN, ALS and popularity on the current splits and rebuild the leaderboard.",
     executor_def=pipeline_executor,
 )
+
+serve_job = dg.define_asset_job(
+    "serve_job",
+    selection=dg.AssetSelection.groups("serve"),
+    description="Pick the serving model from the leaderboard, build the Annoy indexes (recall measured) and "
+    "write every user's top-5 recommendations.",
+    executor_def=pipeline_executor,
+)
+
+feedback_retrain_job = dg.define_asset_job(
+    "feedback_retrain_job",
+    selection=dg.AssetSelection.assets("feedback_positives", "bpr_triplets")
+    | dg.AssetSelection.groups("train", "evaluate", "serve"),
+    description="Fold new feedback into the training positives, retrain every model, rebuild the leaderboard, "
+    "the indexes and the recommendations (what feedback_retrain_sensor launches).",
+    executor_def=pipeline_executor,
+)

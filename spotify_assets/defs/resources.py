@@ -15,11 +15,13 @@ from spotify_assets.resources import (
     ArtifactStore,
     DuckDBWarehouse,
     ExperimentTracker,
+    FeedbackStore,
     JsonIOManager,
     PipelineSettings,
     RawInputs,
     default_data_dir,
 )
+from spotify_assets.serving.feedback import default_feedback_path
 
 
 def _entp_default(raw: Path) -> str:
@@ -44,6 +46,10 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
         "artifacts": ArtifactStore(root=str(data / "artifacts")),
         "settings": PipelineSettings(),
         "json_io_manager": JsonIOManager(root=str(data / "artifacts" / "_op_outputs")),
+        "feedback": FeedbackStore(
+            path=str(default_feedback_path(data)),
+            retrain_threshold=int(os.environ.get("SPOTIFY_ASSETS_RETRAIN_THRESHOLD", "25")),
+        ),
         "tracker": ExperimentTracker(dir=str(data / "wandb"), mode=os.environ.get("SPOTIFY_ASSETS_WANDB_MODE", "offline")),
     }
 

@@ -43,7 +43,7 @@ class LeaderboardConfig(dg.Config):
 @dg.asset(
     group_name=EVALUATE, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"duckdb", "numpy"},
-    deps=["bpr_model", "user_neighbors", "popularity_model", "als_model", "eval_batches"],
+    deps=["bpr_model", "user_neighbors", "popularity_model", "als_model", "eval_batches", "feedback_positives"],
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
     check_specs=[dg.AssetCheckSpec("bpr_beats_popularity", asset="model_leaderboard", blocking=True,

@@ -14,6 +14,7 @@ from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.labeling import OwnershipCandidates, liked_counts
 from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
+from spotify_assets.serving.feedback import load_feedback_positives
 from spotify_assets.splits import (
     TEST,
     TRAIN,
@@ -23,6 +24,7 @@ from spotify_assets.splits import (
     check_ownership_valid,
     check_no_split_overlap,
     check_triplets_valid,
+    feedback_triplets,
     gini,
     sample_eval_batch,
     sample_triplets,
@@ -171,9 +173,10 @@ class SamplingConfig(dg.Config):
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["playlist_ownership"],
+    deps=["playlist_ownership", "feedback_positives"],
     check_specs=[dg.AssetCheckSpec("triplets_valid", asset="bpr_triplets", blocking=True,
-                                   description="Every positive is a train positive; every negative is neither liked nor owned.")],
+                                   description="Every sampled positive is a train positive; every negative is neither liked nor owned "
+                                               "(feedback triplets are checked by feedback_positives).")],
 )
 def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, artifacts: ArtifactStore,
                  settings: PipelineSettings) -> dg.MaterializeResult:
@@ -185,9 +188,15 @@ def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, arti
     triplets, fallback = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
                                          labels["hard_playlists"], owner, owner.size, settings.seed,
                                          config.n_hard, config.n_easy)
+    ok, bad = check_triplets_valid(triplets, labels["liked_indptr"], labels["liked_playlists"], split, owner, owner.size)
+    feedback = load_feedback_positives(artifacts)
+    from_feedback = np.empty((0, 3), np.int64)
+    if feedback is not None:
+        from_feedback = feedback_triplets(feedback["users"], feedback["playlists"], feedback["negative_indptr"],
+                                          feedback["negatives"], config.n_hard + config.n_easy)
+        triplets = np.concatenate([triplets, from_feedback])
     seconds = time.perf_counter() - started
     path = artifacts.save_arrays(*TRIPLETS, triplets=triplets)
-    ok, bad = check_triplets_valid(triplets, labels["liked_indptr"], labels["liked_playlists"], split, owner, owner.size)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
@@ -195,6 +204,7 @@ def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, arti
             "dtype": str(triplets.dtype),
             "shape": str(triplets.shape),
             "hard_to_easy_fallbacks": fallback,
+            "from_feedback": int(from_feedback.shape[0]),
             "seconds": round(seconds, 3),
             "samples_per_second": round(triplets.shape[0] / max(seconds, 1e-9)),
             "peak_rss_mb": peak_rss_mb(),

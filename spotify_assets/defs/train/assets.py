@@ -24,6 +24,7 @@ from spotify_assets.resources import (
     ExperimentTracker,
     PipelineSettings,
 )
+from spotify_assets.serving.feedback import load_feedback_positives
 from spotify_assets.splits import TRAIN
 
 TRAIN_GROUP = "train"
@@ -34,8 +35,11 @@ ALS = ("train", "als.npz")
 SWEEP_BEST = ("train", "bpr_sweep_best.json")
 
 
-def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False) -> sp.csr_matrix:
-    """(n_users, n_playlists) binary CSR of train positives (plus owned playlists if asked)."""
+def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False, with_feedback: bool = True
+                          ) -> sp.csr_matrix:
+    """(n_users, n_playlists) binary CSR of train positives: liked pairs in the train split plus
+    the service's feedback likes (``feedback_positives``, held-out answers already removed), and
+    owned playlists if asked."""
     labels = artifacts.load_arrays("label", "labels.npz")
     split = artifacts.load_arrays("split", "user_splits.npz")["split"]
     n_users = labels["n_scored"].size
@@ -47,6 +51,13 @@ def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False) ->
         owner = artifacts.load_arrays("split", "ownership.npz")["owner"]
         owned = np.flatnonzero(owner >= 0)
         rows, cols = np.concatenate([rows, owner[owned]]), np.concatenate([cols, owned])
+    feedback = load_feedback_positives(artifacts) if with_feedback else None
+    if feedback is not None and feedback["users"].size:
+        if feedback["users"].max() >= n_users or feedback["playlists"].max() >= n_playlists:
+            raise ValueError("feedback_positives indexes users/playlists beyond the current dictionaries: "
+                             "it is older than the labels; materialize feedback_positives again")
+        rows = np.concatenate([rows, feedback["users"]])
+        cols = np.concatenate([cols, feedback["playlists"]])
     matrix = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_playlists))
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
@@ -210,7 +221,7 @@ def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, a
     })
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "feedback_positives"])
 def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     """Playlists ranked by how many users like them in train."""
     scores = popularity_scores(train_positive_matrix(artifacts))
@@ -232,7 +243,7 @@ class ALSConfig(dg.Config):
     iterations: int = 15
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "eval_batches"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "eval_batches", "feedback_positives"])
 def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: ArtifactStore,
               settings: PipelineSettings) -> dg.MaterializeResult:
     """ALS (``implicit``, BM25-weighted) with a factors x alpha sweep; the best by val MRR is kept."""

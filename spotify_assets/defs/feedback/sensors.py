@@ -1,0 +1,28 @@
+"""Retrain when enough new feedback has arrived."""
+
+import os
+
+import dagster as dg
+
+from spotify_assets.resources import FeedbackStore
+
+
+@dg.sensor(
+    job_name="feedback_retrain_job",
+    minimum_interval_seconds=int(os.environ.get("SPOTIFY_ASSETS_SENSOR_INTERVAL_SECONDS", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def feedback_retrain_sensor(context: dg.SensorEvaluationContext, feedback: FeedbackStore) -> dg.SensorResult:
+    """Requests ``feedback_retrain_job`` once ``retrain_threshold`` feedback rows arrived since the
+    last request. The cursor is the largest feedback id already handed to a run, and the run key
+    repeats it, so a tick evaluated twice cannot launch two runs for the same rows."""
+    handled = int(context.cursor) if context.cursor else 0
+    new_rows, newest = feedback.log().stats(after_id=handled)
+    if new_rows < feedback.retrain_threshold:
+        return dg.SensorResult(skip_reason=f"{new_rows} new feedback rows (< {feedback.retrain_threshold} to retrain)")
+    context.log.info(f"{new_rows} new feedback rows (ids {handled + 1}..{newest}): requesting a retrain")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"feedback-up-to-{newest}",
+                                    tags={"spotify_assets/feedback_up_to": str(newest)})],
+        cursor=str(newest),
+    )

@@ -1,0 +1,262 @@
+"""Serving end to end on `tiny` data: indexes, recommendations, the Python API and CLI, the HTTP
+service through real sockets, feedback persistence, and feedback flowing back into training."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+
+from spotify_assets.defs.evaluate.assets import model_leaderboard
+from spotify_assets.defs.feedback.assets import feedback_positives
+from spotify_assets.defs.feedback.sensors import feedback_retrain_sensor
+from spotify_assets.defs.serve.assets import playlist_index, recommendations, serving_model, user_index
+from spotify_assets.defs.split.assets import bpr_triplets
+from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, user_neighbors
+from spotify_assets.resources import FeedbackStore
+from spotify_assets.serving import recommend
+from spotify_assets.serving.feedback import FeedbackLog
+from spotify_assets_tests.servers import _start, _stop, free_port, wait_http
+from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
+
+SERVE = [serving_model, playlist_index, user_index, recommendations]
+MODELS = [bpr_model, user_neighbors, popularity_model, als_model, model_leaderboard]
+TRAIN_CONFIG = {"ops": {
+    "bpr_model": {"config": {"max_epochs": 5, "use_sweep": False}},
+    "als_model": {"config": {"factors": [8], "alphas": [10.0], "iterations": 5}},
+    "user_neighbors": {"config": {"k": 20}},
+}}
+
+
+@pytest.fixture(scope="module")
+def served(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):
+    data_dir = tmp_path_factory.mktemp("serving") / "data"
+    shutil.copytree(tiny_raw, data_dir / "raw")
+    result = run_chain(data_dir, assets=[*CHAIN, feedback_positives, *MODELS, *SERVE], run_config=TRAIN_CONFIG)
+    return data_dir, result
+
+
+def _events(result) -> dict:
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def _table(data_dir: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_indexes_meet_recall_and_recommendations_are_valid(served) -> None:
+    data_dir, result = served
+    events = _events(result)
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    for asset in ("playlist_index", "user_index"):
+        assert checks[(asset, "recall_at_10_vs_exact")].passed
+        meta = events[asset]
+        assert meta["recall_at_10"].value >= 0.9 and meta["annoy_queries_per_second"].value > 0
+        assert meta["file_mb"].value > 0 and meta["items"].value > 0
+    assert checks[("recommendations", "recommendations_valid")].passed
+    n_users = _table(data_dir, "SELECT count(*) FROM user_dictionary")[0][0]
+    per_user = _table(data_dir, "SELECT uid, count(*), count(DISTINCT pid), min(rank), max(rank) FROM recommendations GROUP BY uid")
+    assert len(per_user) == n_users and all(r[1:] == (5, 5, 1, 5) for r in per_user)
+    meta = events["recommendations"]
+    assert 0 < meta["coverage"].value <= 1 and 0 <= meta["cold_start_share"].value < 1
+    # nothing recommended is owned by the user or liked by the user in train
+    labels = np.load(data_dir / "artifacts" / "label" / "labels.npz")
+    split = np.load(data_dir / "artifacts" / "split" / "user_splits.npz")["split"]
+    owner = np.load(data_dir / "artifacts" / "split" / "ownership.npz")["owner"]
+    rows = np.array(_table(data_dir, "SELECT uid, playlist_idx FROM recommendations"), np.int64)
+    liked_users = np.repeat(np.arange(labels["liked_indptr"].size - 1), np.diff(labels["liked_indptr"]))
+    train_pairs = set(zip(liked_users[split == 0].tolist(), labels["liked_playlists"][split == 0].tolist()))
+    assert not any((u, p) in train_pairs for u, p in rows.tolist())
+    assert not np.any(owner[rows[:, 1]] == rows[:, 0])
+    # cold-start users got the popularity list, in popularity order
+    cold = _table(data_dir, "SELECT DISTINCT model FROM recommendations WHERE cold_start")
+    assert cold in ([], [("popularity",)])
+    assert events["serving_model"]["model"].value in ("bpr", "als")
+
+
+def test_python_api_and_cli_answer_from_the_bundle(served) -> None:
+    data_dir, _ = served
+    warm_user, = _table(data_dir, "SELECT user_id FROM recommendations WHERE NOT cold_start ORDER BY uid LIMIT 1")[0]
+    expected = [r[0] for r in _table(data_dir, f"SELECT pid FROM recommendations WHERE user_id = '{warm_user}' ORDER BY rank")]
+    out = recommend([warm_user, "no-such-user"], k=5, artifacts_dir=data_dir / "artifacts")
+    assert [p["pid"] for p in out[0]["playlists"]] == expected
+    assert out[0]["known"] and not out[0]["cold_start"]
+    assert not out[1]["known"] and out[1]["cold_start"] and len(out[1]["playlists"]) == 5
+    assert all(isinstance(p["name"], str) and p["name"] for p in out[0]["playlists"])
+    cli = subprocess.run([sys.executable, "-m", "spotify_assets.serving", "--data-dir", str(data_dir), "recommend",
+                          warm_user, "no-such-user", "-k", "3"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    printed = json.loads(cli.stdout)
+    assert [p["pid"] for p in printed[0]["playlists"]] == expected[:3] and printed[1]["cold_start"]
+    missing = subprocess.run([sys.executable, "-m", "spotify_assets.serving", "--data-dir", str(data_dir / "nowhere"),
+                              "recommend", "x"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "materialize" in missing.stderr
+
+
+def _post(url: str, body: object, raw: bytes | None = None) -> tuple[int, object]:
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _serve(data_dir: Path, port: int, feedback_db: Path, log: Path):
+    env = {**os.environ, "SPOTIFY_ASSETS_LOG_LEVEL": "warning"}
+    process = _start([sys.executable, "-m", "spotify_assets.serving", "--data-dir", str(data_dir), "serve",
+                      "--port", str(port), "--feedback-db", str(feedback_db)], env, log)
+    wait_http(f"http://127.0.0.1:{port}/healthz", 120, process, log)
+    return process
+
+
+def test_http_service_recommends_validates_and_keeps_feedback(served, tmp_path: Path) -> None:
+    data_dir, _ = served
+    warm_user, = _table(data_dir, "SELECT user_id FROM recommendations WHERE NOT cold_start ORDER BY uid LIMIT 1")[0]
+    expected = [r[0] for r in _table(data_dir, f"SELECT pid FROM recommendations WHERE user_id = '{warm_user}' ORDER BY rank")]
+    pids = [r[0] for r in _table(data_dir, "SELECT pid FROM playlist_dictionary ORDER BY pid LIMIT 3")]
+    feedback_db = tmp_path / "feedback.sqlite"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _serve(data_dir, port, feedback_db, tmp_path / "api.log")
+    try:
+        status, body = _post(f"{base}/api/playlist/recommend", {"user_ids": [warm_user, "stranger"]})
+        assert status == 200
+        assert [p["pid"] for p in body[0]["playlists"]] == expected and not body[0]["cold_start"]
+        assert body[1]["cold_start"] and not body[1]["known"] and len(body[1]["playlists"]) == 5
+        assert set(body[0]["playlists"][0]) == {"pid", "name", "score"}
+        with urllib.request.urlopen(f"{base}/openapi.json", timeout=30) as response:
+            spec = json.loads(response.read())
+        assert {"/api/playlist/recommend", "/api/feedback", "/healthz"} <= set(spec["paths"])
+
+        good = {"user_id": warm_user, "liked_playlist": pids[0], "shown_playlists": pids}
+        status, body = _post(f"{base}/api/feedback", good)
+        assert status == 201 and body["stored"] and body["feedback_id"] == 1
+        bad_cases = {
+            "unknown playlist": ({**good, "liked_playlist": 10**9}, 422, "unknown playlist ids"),
+            "unknown shown playlist": ({**good, "shown_playlists": [pids[0], -5]}, 422, "unknown playlist ids"),
+            "missing field": ({"user_id": warm_user, "liked_playlist": pids[0]}, 422, "shown_playlists"),
+            "wrong type": ({**good, "liked_playlist": "12"}, 422, "liked_playlist"),
+            "bool is not an int": ({**good, "liked_playlist": True}, 422, "liked_playlist"),
+            "empty user": ({**good, "user_id": ""}, 422, "user_id"),
+            "extra field": ({**good, "admin": True}, 422, "admin"),
+        }
+        for name, (payload, code, needle) in bad_cases.items():
+            status, body = _post(f"{base}/api/feedback", payload)
+            assert status == code, name
+            assert needle in json.dumps(body), (name, body)
+        status, body = _post(f"{base}/api/feedback", None, raw=b"{not json")
+        assert status == 422
+        status, body = _post(f"{base}/api/feedback", None, raw=json.dumps(
+            {**good, "user_id": "x" * 70_000}).encode())
+        assert status == 413 and "larger than" in body["detail"]
+        status, body = _post(f"{base}/api/feedback", {**good, "shown_playlists": [pids[0]] * 600})
+        assert status == 422 and "shown_playlists" in json.dumps(body)  # under the byte limit, over the list limit
+        status, _ = _post(f"{base}/api/playlist/recommend", {"user_ids": []})
+        assert status == 422
+        assert FeedbackLog(feedback_db).stats() == (1, 1)  # nothing but the good row was stored
+
+        # several clients at once: every row lands, ids are unique
+        errors: list[object] = []
+
+        def client(worker: int) -> None:
+            for i in range(15):
+                status, body = _post(f"{base}/api/feedback", {**good, "user_id": f"client-{worker}-{i}"})
+                if status != 201:
+                    errors.append(body)
+
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert FeedbackLog(feedback_db).stats() == (91, 91)
+    finally:
+        _stop(process)
+    # a restart keeps every row
+    process = _serve(data_dir, port, feedback_db, tmp_path / "api2.log")
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=30) as response:
+            health = json.loads(response.read())
+        assert health["status"] == "ok" and health["feedback_rows"] == 91
+        rows = FeedbackLog(feedback_db).read()
+        assert sorted(rows.user_id[1:]) == sorted(f"client-{w}-{i}" for w in range(6) for i in range(15))
+    finally:
+        _stop(process)
+
+
+def test_feedback_sensor_fires_past_the_threshold_only(tmp_path: Path) -> None:
+    store = FeedbackStore(path=str(tmp_path / "feedback.sqlite"), retrain_threshold=3)
+    log = store.log()
+    with dg.instance_for_test() as instance:
+        def tick(cursor: str | None):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"feedback": store})
+            return feedback_retrain_sensor(context)
+
+        assert not tick(None).run_requests  # no database yet
+        log.add("u", 1, [1])
+        log.add("u", 2, [2])
+        result = tick(None)
+        assert not result.run_requests and "2 new feedback rows" in result.skip_reason.skip_message
+        log.add("u", 3, [3])
+        result = tick(None)
+        assert len(result.run_requests) == 1 and result.cursor == "3"
+        assert result.run_requests[0].run_key == "feedback-up-to-3"
+        # the same rows never trigger twice; three more do
+        assert not tick(result.cursor).run_requests
+        for i in range(3):
+            log.add("v", i, [i])
+        again = tick(result.cursor)
+        assert len(again.run_requests) == 1 and again.cursor == "6"
+
+
+def test_feedback_becomes_training_positives(served, tmp_path: Path) -> None:
+    data_dir, _ = served
+    run_dir = tmp_path / "data"
+    shutil.copytree(data_dir, run_dir)
+    users = [r[0] for r in _table(run_dir, "SELECT user_id FROM user_dictionary ORDER BY uid")]
+    pids = np.array([r[0] for r in _table(run_dir, "SELECT pid FROM playlist_dictionary ORDER BY playlist_idx")])
+    labels = np.load(run_dir / "artifacts" / "label" / "labels.npz")
+    split = np.load(run_dir / "artifacts" / "split" / "user_splits.npz")["split"]
+    owner = np.load(run_dir / "artifacts" / "split" / "ownership.npz")["owner"]
+    # a user likes a playlist it has no label for, shown beside two others
+    uid = 0
+    liked = set(labels["liked_playlists"][labels["liked_indptr"][uid]:labels["liked_indptr"][uid + 1]].tolist())
+    free = [j for j in range(pids.size) if j not in liked and owner[j] != uid][:3]
+    held_out = labels["liked_playlists"][labels["liked_indptr"][uid]:labels["liked_indptr"][uid + 1]][
+        split[labels["liked_indptr"][uid]:labels["liked_indptr"][uid + 1]] != 0]
+    log = FeedbackLog(run_dir / "serving" / "feedback.sqlite")
+    log.add(users[uid], int(pids[free[0]]), [int(pids[j]) for j in free])
+    if held_out.size:  # a held-out answer sent as feedback must not reach training
+        log.add(users[uid], int(pids[held_out[0]]), [int(pids[held_out[0]])])
+    before = np.load(run_dir / "artifacts" / "split" / "bpr_triplets.npz")["triplets"]
+    result = run_chain(run_dir, assets=[feedback_positives, bpr_triplets, popularity_model])
+    positives = np.load(run_dir / "artifacts" / "split" / "feedback_positives.npz")
+    assert list(zip(positives["users"].tolist(), positives["playlists"].tolist())) == [(uid, free[0])]
+    triplets = np.load(run_dir / "artifacts" / "split" / "bpr_triplets.npz")["triplets"]
+    assert triplets.shape[0] == before.shape[0] + 2
+    assert sorted(map(tuple, triplets[-2:].tolist())) == [(uid, free[0], free[1]), (uid, free[0], free[2])]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["feedback_never_leaks_held_out"] and checks["triplets_valid"]
+    events = _events(result)
+    assert events["feedback_positives"]["positives"].value == 1
+    assert events["bpr_triplets"]["from_feedback"].value == 2
+    # the popularity model counts the new like
+    pop_before = np.load(data_dir / "artifacts" / "train" / "popularity.npz")["scores"]
+    pop_after = np.load(run_dir / "artifacts" / "train" / "popularity.npz")["scores"]
+    assert pop_after[free[0]] == pop_before[free[0]] + 1
+    assert np.delete(pop_after, free[0]).tolist() == np.delete(pop_before, free[0]).tolist()
