@@ -63,16 +63,51 @@ CREATE TABLE IF NOT EXISTS mpd_playlist_tracks (
     duration_ms BIGINT
 )"""
 
-# The typed schema DuckDB's JSON reader converts a slice into. Missing keys become NULL
-# and are caught by the SQL validation below; wrong types raise and are diagnosed.
-_TRACK_STRUCT = (
-    "STRUCT(pos BIGINT, track_uri VARCHAR, track_name VARCHAR, artist_uri VARCHAR, "
-    "artist_name VARCHAR, album_uri VARCHAR, album_name VARCHAR, duration_ms BIGINT)"
-)
+# The schema DuckDB's JSON reader converts a slice into. Every leaf stays JSON: a typed read
+# would silently cast wrong types (12.5 -> 13, "12" -> 12, true -> 1, [1] -> '[1]'), so
+# _MPD_TYPED_SQL casts each leaf and checks its JSON type in the same pass. Missing keys
+# become NULL and are caught by the SQL validation below.
+_TRACK_FIELD_TYPES = {
+    "pos": "int", "track_uri": "str", "track_name": "str", "artist_uri": "str",
+    "artist_name": "str", "album_uri": "str", "album_name": "str", "duration_ms": "int",
+}
+_PLAYLIST_FIELD_TYPES = {
+    "pid": "int", "name": "str", "collaborative": "bool_str", "modified_at": "int",
+    "num_tracks": "int", "num_albums": "int", "num_followers": "int", "num_edits": "int",
+    "duration_ms": "int", "num_artists": "int", "description": "str",
+}
+_TRACK_STRUCT = "STRUCT(" + ", ".join(f"{f} JSON" for f in _TRACK_FIELD_TYPES) + ")"
 _PLAYLIST_STRUCT = (
-    "STRUCT(pid BIGINT, name VARCHAR, collaborative VARCHAR, modified_at BIGINT, "
-    "num_tracks BIGINT, num_albums BIGINT, num_followers BIGINT, num_edits BIGINT, "
-    f"duration_ms BIGINT, num_artists BIGINT, description VARCHAR, tracks {_TRACK_STRUCT}[])"
+    "STRUCT(" + ", ".join(f"{f} JSON" for f in _PLAYLIST_FIELD_TYPES) + f", tracks {_TRACK_STRUCT}[])"
+)
+_JSON_TYPES_OK = {
+    # integers must also fit BIGINT (an UBIGINT above 2**63-1 does not)
+    "int": "json_type({x}) IN ('BIGINT', 'UBIGINT') AND try_cast({x} AS BIGINT) IS NOT NULL",
+    "str": "json_type({x}) = 'VARCHAR'",
+    "bool_str": "json_type({x}) IN ('VARCHAR', 'BOOLEAN')",
+}
+# try_cast: a mistyped leaf must not abort the pass; types_ok flags its playlist instead
+_JSON_CAST = {"int": "try_cast({x} AS BIGINT)", "str": "({x} ->> '$')", "bool_str": "({x} ->> '$')"}
+
+
+def _leaf_ok(expr: str, kind: str) -> str:
+    return f"({expr} IS NULL OR ({_JSON_TYPES_OK[kind].format(x=expr)}))"
+
+
+# One pass over the JSON leaves: cast each, and flag each playlist whose leaves all have
+# the right JSON type.
+_MPD_TYPED_SQL = (
+    "CREATE OR REPLACE TEMP TABLE _slice_playlists AS SELECT i, "
+    + ", ".join(f"{_JSON_CAST[kind].format(x=f)} AS {f}" for f, kind in _PLAYLIST_FIELD_TYPES.items())
+    + ", list_transform(tracks, lambda t: {"
+    + ", ".join(f"'{f}': {_JSON_CAST[kind].format(x='t.' + f)}" for f, kind in _TRACK_FIELD_TYPES.items())
+    + "}) AS tracks, "
+    + " AND ".join(_leaf_ok(f, kind) for f, kind in _PLAYLIST_FIELD_TYPES.items())
+    + " AND coalesce(list_bool_and(list_transform(tracks, lambda t: "
+    + " AND ".join(_leaf_ok(f"t.{f}", kind) for f, kind in _TRACK_FIELD_TYPES.items())
+    + ")), true) AS types_ok"
+    + " FROM (SELECT unnest(playlists, max_depth := 2), generate_subscripts(playlists, 1) - 1 AS i"
+    + " FROM _slice_raw)"
 )
 
 _PLAYLIST_INT_FIELDS = ("pid", "num_tracks")
@@ -93,6 +128,8 @@ _TRACK_STR_FIELDS = (
     "album_name",
 )
 _INT32_MAX = 2**31 - 1
+# optional playlist counts stored as INTEGER (the others are BIGINT)
+_PLAYLIST_INT32_FIELDS = ("num_tracks", "num_albums", "num_followers", "num_edits", "num_artists")
 _INT64_MAX = 2**63 - 1
 
 
@@ -223,17 +260,20 @@ def validate_mpd_document(document: object, path: Path | str) -> None:
             value = playlist.get(field)
             if not _is_int(value):
                 raise InputFormatError(path, where, f"field '{field}' must be an integer, got {value!r}")
-            if value < 0 or value > _INT64_MAX:
+            if value < 0 or value > (_INT32_MAX if field in _PLAYLIST_INT32_FIELDS else _INT64_MAX):
                 raise InputFormatError(path, where, f"field '{field}' out of range: {value!r}")
         for field in _PLAYLIST_OPTIONAL_INT_FIELDS:
             value = playlist.get(field)
-            if value is not None and (not _is_int(value) or value < 0 or value > _INT64_MAX):
+            limit = _INT32_MAX if field in _PLAYLIST_INT32_FIELDS else _INT64_MAX
+            if value is not None and (not _is_int(value) or value < 0 or value > limit):
                 raise InputFormatError(
                     path, where, f"field '{field}' must be a non-negative integer, got {value!r}"
                 )
         if not isinstance(playlist.get("name"), str):
             raise InputFormatError(path, where, f"field 'name' must be a string, got {playlist.get('name')!r}")
-        if playlist.get("collaborative") not in ("true", "false", True, False):
+        collaborative = playlist.get("collaborative")
+        # isinstance first: 1 == True, so `1 in (True, False)` would accept a number
+        if not (isinstance(collaborative, bool) or (isinstance(collaborative, str) and collaborative in ("true", "false"))):
             raise InputFormatError(
                 path, where, f"field 'collaborative' must be \"true\" or \"false\", got {playlist.get('collaborative')!r}"
             )
@@ -361,24 +401,21 @@ def load_mpd_slice(
             CREATE OR REPLACE TEMP TABLE _slice_raw AS
             SELECT playlists FROM read_json(
                 ?, columns={{'info': 'JSON', 'playlists': '{_PLAYLIST_STRUCT}[]'}},
-                format='auto', maximum_object_size={_MAX_JSON_OBJECT_BYTES})
+                format='unstructured', maximum_object_size={_MAX_JSON_OBJECT_BYTES})
             """,
             [str(path)],
         )
         n_docs = con.execute("SELECT count(*) FROM _slice_raw").fetchall()[0][0]
         if n_docs != 1:
             raise InputFormatError(path, "top level", f"expected one JSON object, found {n_docs} values")
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _slice_playlists AS
-            SELECT unnest(playlists, max_depth := 2), generate_subscripts(playlists, 1) - 1 AS i
-            FROM _slice_raw
-            """
-        )
+        con.execute(_MPD_TYPED_SQL)
     except duckdb.Error as exc:
         raise _diagnose_mpd_slice(path, _duckdb_message(exc)) from exc
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_raw")
+    mistyped = first_row(con, "SELECT i, pid FROM _slice_playlists WHERE NOT types_ok ORDER BY i LIMIT 1")
+    if mistyped is not None:
+        raise _diagnose_mpd_slice(path, f"playlists[{mistyped[0]}]: a field has the wrong JSON type")
     problem = first_row(con, _MPD_VALIDATION_SQL)
     if problem is not None:
         index, pid, message = problem
@@ -457,13 +494,15 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
     size = _check_file(path)
     with transaction(con):
         try:
+            # play_count is read as text and cast only when it is all digits: DuckDB's
+            # string -> BIGINT cast would round "5.5" to 6 and read "1e3", "0x10", "1_000".
             con.execute(
-                """
+                f"""
                 CREATE OR REPLACE TABLE entp_listens AS
-                SELECT user_id, song_id, play_count FROM read_csv(
-                    ?, delim='\t', header=false, quote='', escape='', auto_detect=false,
-                    strict_mode=true, null_padding=false,
-                    columns={'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'BIGINT'})
+                SELECT user_id, song_id,
+                       CASE WHEN regexp_full_match(play_count, '[0-9]{{1,18}}') THEN CAST(play_count AS BIGINT) END
+                           AS play_count
+                FROM read_csv(?, {_ENTP_CSV_OPTIONS}, columns={{'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'VARCHAR'}})
                 """,
                 [str(path)],
             )
@@ -478,6 +517,8 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
             """
         )
         if bad is not None:
+            if bad[2] is None:
+                _raise_typed_entp_error(con, path)
             line = _find_line(path, bad)
             raise InputFormatError(
                 path, f"line {line}" if line else "record", f"invalid triplet {bad!r}: ids must be non-empty and play_count a positive integer"
@@ -493,6 +534,34 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
         seconds=time.perf_counter() - started,
         notes={"duplicate_user_song_pairs": int(duplicates)},
     )
+
+
+_ENTP_CSV_OPTIONS = (
+    "delim='\t', header=false, quote='', escape='', auto_detect=false, strict_mode=true, null_padding=false"
+)
+
+
+def _raise_typed_entp_error(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Error path of a non-integer play_count: DuckDB's typed reader names the line of a
+    count that is not a number at all; a number that is not an integer ("5.5", "1e3") is
+    found in Python."""
+    try:
+        con.execute(
+            f"SELECT max(play_count) FROM read_csv(?, {_ENTP_CSV_OPTIONS}, "
+            "columns={'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'BIGINT'})",
+            [str(path)],
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise InputFormatError(path, "triplets", _duckdb_message(exc)) from exc
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            fields = raw.rstrip(b"\r\n").split(b"\t")
+            if len(fields) == 3 and not re.fullmatch(rb"[0-9]{1,18}", fields[2]):
+                raise InputFormatError(
+                    path, f"line {number}", f"play_count {fields[2].decode('utf-8', 'replace')!r} is not a positive integer"
+                )
+    raise InputFormatError(path, "triplets", "a play_count is not a positive integer")
 
 
 def _find_line(path: Path, record: tuple) -> int | None:
@@ -526,7 +595,9 @@ def decode_lines_robustly(raw: bytes) -> DecodedLines:
     the asset can report them. Lines that decode as UTF-8 are never re-interpreted.
     """
     try:
-        return DecodedLines(raw.decode("utf-8").splitlines(), 0, 0)
+        # not str.splitlines(): it also breaks at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and
+        # \u2029, which may occur inside a title; bytes.splitlines breaks at \r, \n only
+        return DecodedLines([line.decode("utf-8") for line in raw.splitlines()], 0, 0)
     except UnicodeDecodeError:
         pass
     lines: list[str] = []
@@ -604,7 +675,7 @@ def load_msd_songs(
     notes: dict[str, int | str] = {}
     tracks = pa.table({n: pa.array([], pa.string()) for n in ("track_id", "song_id", "artist_name", "title")})
     if unique_tracks is not None:
-        input_bytes += Path(unique_tracks).stat().st_size
+        input_bytes += _check_file(Path(unique_tracks))
         tracks, latin1 = read_unique_tracks(Path(unique_tracks))
         notes["unique_tracks_latin1_lines"] = latin1
     mismatches = pa.table({"song_id": pa.array([], pa.string()), "track_id": pa.array([], pa.string())})
@@ -618,13 +689,14 @@ def load_msd_songs(
             song_data = Path(song_data)
             input_bytes += _check_file(song_data)
             try:
+                # year is read as text: DuckDB's cast would round "2001.5" and read "1e3"
                 con.execute(
                     """
-                    CREATE OR REPLACE TEMP TABLE _msd_song_data AS
+                    CREATE OR REPLACE TEMP TABLE _msd_song_data_raw AS
                     SELECT * FROM read_csv(?, header=true, auto_detect=false, quote='"', escape='"',
                         strict_mode=true,
                         columns={'song_id': 'VARCHAR', 'title': 'VARCHAR', 'release': 'VARCHAR',
-                                 'artist_name': 'VARCHAR', 'year': 'INTEGER'})
+                                 'artist_name': 'VARCHAR', 'year': 'VARCHAR'})
                     """,
                     [str(song_data)],
                 )
@@ -633,11 +705,25 @@ def load_msd_songs(
             header = _first_line(song_data)
             if [h.strip().strip('"') for h in header.split(",")] != ["song_id", "title", "release", "artist_name", "year"]:
                 raise InputFormatError(song_data, "line 1", f"unexpected header {header!r}")
+            # rowid follows file order: record N is the N-th data row after the header
             bad = first_row(con, 
-                "SELECT song_id FROM _msd_song_data WHERE song_id IS NULL OR NOT starts_with(song_id, 'SO') LIMIT 1"
+                "SELECT rowid + 1, song_id FROM _msd_song_data_raw WHERE song_id IS NULL OR NOT starts_with(song_id, 'SO') "
+                "ORDER BY rowid LIMIT 1"
             )
             if bad is not None:
-                raise InputFormatError(song_data, "record", f"invalid song_id {bad[0]!r}")
+                raise InputFormatError(song_data, f"record {bad[0]}", f"invalid song_id {bad[1]!r}")
+            bad = first_row(con, 
+                "SELECT rowid + 1, song_id, year FROM _msd_song_data_raw "
+                "WHERE year IS NOT NULL AND NOT regexp_full_match(trim(year), '[0-9]{1,4}') ORDER BY rowid LIMIT 1"
+            )
+            if bad is not None:
+                raise InputFormatError(
+                    song_data, f"record {bad[0]} (song {bad[1]})", f"year {bad[2]!r} is not a non-negative integer"
+                )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _msd_song_data AS SELECT song_id, title, release, artist_name, "
+                "CAST(trim(year) AS INTEGER) AS year FROM _msd_song_data_raw"
+            )
         else:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _msd_song_data (song_id VARCHAR, title VARCHAR, "
@@ -676,6 +762,7 @@ def load_msd_songs(
         con.unregister("_msd_tracks")
         con.unregister("_msd_mismatches")
         con.execute("DROP TABLE IF EXISTS _msd_song_data")
+        con.execute("DROP TABLE IF EXISTS _msd_song_data_raw")
     notes["mismatched_songs"] = int(n_mismatched)
     return LoadResult(
         path=", ".join(str(p) for p in (unique_tracks, song_data, sid_mismatches) if p is not None),

@@ -79,10 +79,19 @@ def plain_song_key(title: str | None, artist: str | None) -> str:
     return f"{normalize(title)}{SEPARATOR}{normalize(artist)}"
 
 
+# The suffix patterns backtrack: their cost grows with the square of the title length (a
+# 48k-character title of " - " took over a minute). Real titles are far shorter; longer
+# ones keep their suffixes (normalized and accent-stripped only).
+MAX_CANONICAL_CHARS = 512
+
+
 @lru_cache(maxsize=1 << 18)
 def canonical_title(title: str | None) -> str:
-    """The normalized title without version suffixes or featured artists."""
+    """The normalized title without version suffixes or featured artists (titles over
+    ``MAX_CANONICAL_CHARS`` characters are only normalized and accent-stripped)."""
     text = normalize(title)
+    if len(text) > MAX_CANONICAL_CHARS:
+        return _WHITESPACE.sub(" ", strip_accents(text)).strip()
     previous = None
     # Suffixes stack ("Song (feat. X) - Remastered 2011"): strip until nothing changes.
     while previous != text:
