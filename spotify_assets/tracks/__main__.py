@@ -1,0 +1,87 @@
+"""Command line: ``python -m spotify_assets.tracks similar "Get Lucky" [--k 10] [--data-dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from spotify_assets.metadata import markdown_table
+from spotify_assets.resources import default_data_dir
+from spotify_assets.tracks.similar import TRACK_INDEX, find_tracks, load_embeddings, similar_table
+
+
+def _similar(args: argparse.Namespace) -> int:
+    data = Path(args.data_dir)
+    database = Path(args.database) if args.database else data / "warehouse" / "spotify.duckdb"
+    artifacts = data / "artifacts"
+    if not database.exists():
+        print(f"no warehouse at {database}: run the pipeline first (make run)", file=sys.stderr)
+        return 2
+    try:
+        embeddings = load_embeddings(artifacts)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    with duckdb.connect(str(database), read_only=True) as con:
+        matches = find_tracks(con, args.track, limit=args.candidates)
+        embedded = [m for m in matches if embeddings.rows([m[0]])[0] >= 0]
+        if not embedded:
+            reason = "no track name contains it" if not matches else "its matches are too rare to have an embedding"
+            print(f"{args.track!r}: {reason}", file=sys.stderr)
+            for tid, name, artist, n in matches:
+                print(f"  {name} — {artist} ({n} playlists, not embedded)", file=sys.stderr)
+            return 1
+        track_id, name, artist, n = embedded[0]
+        rows, method = similar_table(con, embeddings, track_id, k=args.k,
+                                     index_path=artifacts.joinpath(*TRACK_INDEX))
+    print(f"Tracks nearest to {name} — {artist} (track_id {track_id}, {n} playlists), {method} cosine:\n")
+    print(markdown_table(rows))
+    others = [m for m in embedded[1:]]
+    if others:
+        print("\nOther matches: " + "; ".join(f"{m[1]} — {m[2]} (track_id {m[0]})" for m in others))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m spotify_assets.tracks",
+        description="Track-level models built by the 'tracks' asset group (item2vec embeddings).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    similar = sub.add_parser(
+        "similar",
+        help="the tracks nearest to a track by embedding cosine",
+        description="Find the most popular embedded track whose name matches TRACK (exact, case-insensitive, "
+        "first; else containing it) and print its nearest tracks by cosine, through the serving Annoy "
+        "index (artifacts/serve/track_index.ann) when it exists, else exactly.",
+    )
+    similar.add_argument("track", help='track name or part of it, e.g. "Get Lucky"')
+    similar.add_argument("--k", type=int, default=10, help="number of similar tracks (default 10)")
+    similar.add_argument(
+        "--data-dir", default=str(default_data_dir()),
+        help="data folder with warehouse/ and artifacts/ (default $SPOTIFY_ASSETS_DATA_DIR or <project>/data: "
+        "%(default)s)",
+    )
+    similar.add_argument(
+        "--database", default=os.environ.get("SPOTIFY_ASSETS_DUCKDB"),
+        help="DuckDB file (default $SPOTIFY_ASSETS_DUCKDB or DATA_DIR/warehouse/spotify.duckdb)",
+    )
+    similar.add_argument("--candidates", type=int, default=5, help="name matches considered (default 5)")
+    similar.set_defaults(func=_similar)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "k", 1) < 1:
+        build_parser().error("--k must be >= 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
