@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install dagster-home browser run test test-fast validate dev clean-data sample
+.PHONY: install dagster-home browser run test test-fast validate dev serve clean-data sample
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ validate: install dagster-home
 ## The UI (webserver + daemon) on http://127.0.0.1:3000
 dev: install dagster-home
 	$(BIN)/dagster dev -m spotify_assets.definitions --host 127.0.0.1 --port 3000
+
+## The recommendation API on http://127.0.0.1:8000 (after `make run`); OpenAPI at /docs.
+serve: install
+	$(PY) -m spotify_assets.serving serve --host 127.0.0.1 --port 8000
 
 ## Regenerate the committed sample inputs (deterministic).
 sample: install

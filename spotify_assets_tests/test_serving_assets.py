@@ -27,6 +27,7 @@ from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_mo
 from spotify_assets.resources import FeedbackStore
 from spotify_assets.serving import recommend
 from spotify_assets.serving.feedback import FeedbackLog
+from spotify_assets.serving.loadtest import run_load
 from spotify_assets_tests.servers import _start, _stop, free_port, wait_http
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
 
@@ -185,6 +186,10 @@ def test_http_service_recommends_validates_and_keeps_feedback(served, tmp_path: 
             t.join(120)
         assert errors == []
         assert FeedbackLog(feedback_db).stats() == (91, 91)
+        # the load generator reaches the service and every request succeeds
+        users = [r[0] for r in _table(data_dir, "SELECT user_id FROM user_dictionary LIMIT 50")]
+        report = run_load(base, users, concurrency=2, seconds=1.5)
+        assert report.requests > 0 and report.errors == 0 and report.p50_ms > 0
     finally:
         _stop(process)
     # a restart keeps every row

@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--feedback-db", type=Path, default=None,
                        help="feedback SQLite file (default: <data-dir>/serving/feedback.sqlite)")
     serve.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 64 KiB)")
+    load = sub.add_parser("loadtest", help="measure requests/s of a running service's recommend endpoint",
+                          description="Closed-loop load: N keep-alive clients POST /api/playlist/recommend back "
+                                      "to back with known user ids (seeded draw) and report requests/s and latency.")
+    load.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    load.add_argument("--concurrency", type=int, default=4, help="parallel clients (default 4)")
+    load.add_argument("--seconds", type=float, default=10.0, help="duration (default 10)")
+    load.add_argument("--users-per-request", type=int, default=1, help="user ids per request (default 1)")
+    load.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -53,6 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
+    if args.command == "loadtest":
+        import pyarrow.parquet as pq
+
+        from spotify_assets.serving.loadtest import run_load
+        from spotify_assets.serving.recommender import USERS
+
+        users = pq.read_table(artifacts.joinpath(*USERS)).column("user_id").to_pylist()
+        report = run_load(args.url, users, concurrency=args.concurrency, seconds=args.seconds,
+                          users_per_request=args.users_per_request, seed=args.seed)
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.errors == 0 else 1
     import uvicorn
 
     from spotify_assets.serving.api import MAX_BODY_BYTES, create_app

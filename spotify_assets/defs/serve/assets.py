@@ -153,9 +153,14 @@ def _recall_check(asset: str, report) -> dg.AssetCheckResult:
         metadata={"recall_at_10": round(report.recall, 4), "queries": report.queries})
 
 
-def _query_sample(n_users: int, n: int, seed: int, stream: int) -> np.ndarray:
+def _query_sample(cold: np.ndarray, n: int, seed: int, stream: int) -> np.ndarray:
+    """Seeded sample of users the index serves: not cold (cold users get the popularity list, and
+    their never-trained vectors are zeros or noise whose neighbours are ties)."""
+    warm = np.flatnonzero(~cold)
+    if warm.size == 0:
+        warm = np.arange(cold.size)
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
-    return np.sort(rng.choice(n_users, size=min(n, n_users), replace=False))
+    return np.sort(rng.choice(warm, size=min(n, warm.size), replace=False))
 
 
 def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str], items: np.ndarray,
@@ -191,7 +196,7 @@ def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artif
     bundle = artifacts.load_arrays(*BUNDLE)
     info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
     users, items = bundle["user_vectors"], bundle["playlist_vectors"]
-    queries = users[_query_sample(users.shape[0], config.recall_queries, settings.seed, 0x1DE7)]
+    queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x1DE7)]
     metadata, report = _build_and_measure(context, artifacts, PLAYLIST_INDEX, items, queries, "dot", config,
                                           settings.seed)
     # Written last: the service reloads when this file changes, and only if bundle ids agree.
@@ -217,7 +222,7 @@ def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts
     info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
     if info["model"] == "bpr":
         users = users[:, :-1]  # drop the constant column that carries the playlist bias
-    queries = users[_query_sample(users.shape[0], config.recall_queries, settings.seed, 0x05E4)]
+    queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x05E4)]
     metadata, report = _build_and_measure(context, artifacts, USER_INDEX, users, queries, "angular", config,
                                           settings.seed)
     with artifacts.atomic_path(*index_info_path(USER_INDEX)) as tmp:
