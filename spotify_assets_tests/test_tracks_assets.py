@@ -1,0 +1,191 @@
+"""The tracks group on `tiny` data through dg.materialize: every asset and check, item2vec's
+genre structure and duplicate precision against the generator's truth (tests read truth/,
+assets never do), the map image, the continuation table, and same seed -> same outputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+
+from spotify_assets.defs.ingest.assets import mpd_slice_tables
+from spotify_assets.defs.sql.assets import sql_model_assets
+from spotify_assets.defs.tracks import assets as track_assets
+from spotify_assets.defs.tracks import checks as track_checks
+from spotify_assets_tests.test_label_split_assets import run_chain
+
+MARTS = {"stg_playlist_tracks", "stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary",
+         "playlist_track_ids"}
+UPSTREAM = [mpd_slice_tables, *[a for a in sql_model_assets if a.key.to_user_string() in MARTS]]
+TRACKS = [track_assets.next_track_examples, track_assets.track_embeddings, track_assets.similar_tracks_asset,
+          track_assets.duplicate_tracks, track_assets.track_embedding_map, track_assets.playlist_continuation_eval]
+CHECKS = [track_checks.next_track_examples_valid, track_checks.track_embeddings_valid,
+          track_checks.duplicates_mostly_confirmed, track_checks.track_embedding_map_is_png,
+          track_checks.item2vec_beats_popularity]
+# tiny has 500 playlists: embed tracks seen 3+ times, with more epochs of smaller steps and
+# lighter subsampling than the sample's defaults; item2vec only, so the genre test is about it
+MIN_COUNT = 3
+RUN_CONFIG = {"ops": {"track_embeddings": {"config": {
+    "min_count": MIN_COUNT, "compare_ppmi_svd": False, "epochs": 10, "subsample": 1e-3, "batch_size": 2048, "lr": 0.05,
+}}}}
+TABLES = ["next_track_examples", "track_playlist_splits", "similar_tracks", "duplicate_tracks",
+          "playlist_continuation_eval"]
+
+
+def warehouse(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True)
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def tracks_run(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):
+    data_dir = tmp_path_factory.mktemp("tracks") / "data"
+    shutil.copytree(tiny_raw, data_dir / "raw")
+    result = run_chain(data_dir, assets=UPSTREAM + TRACKS + CHECKS, run_config=RUN_CONFIG, raise_on_error=False)
+    return data_dir, result
+
+
+def events(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def test_every_tracks_asset_materializes_with_checks_passing(tracks_run) -> None:
+    data_dir, result = tracks_run
+    assert result.success
+    metadata = events(result)
+    for asset in TRACKS:
+        assert asset.key.to_user_string() in metadata, asset.key
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}  # the marts' checks too
+    assert {c.check_key.name for c in CHECKS} <= set(checks)
+    assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
+    assert metadata["track_embeddings"]["tracks_dropped_below_min_count"].value > 0
+    assert "| model |" in metadata["playlist_continuation_eval"]["results"].value
+    assert "| rank | track | artist |" in metadata["similar_tracks"]["examples"].value
+
+
+def test_embedding_artifact_follows_the_serving_convention(tracks_run) -> None:
+    data_dir, _ = tracks_run
+    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz", allow_pickle=False) as arrays:
+        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    assert vectors.dtype == np.float32 and track_ids.dtype == np.int64 and vectors.shape[0] == track_ids.shape[0]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    with warehouse(data_dir) as con:
+        n_tracks = con.execute("SELECT count(*) FROM track_dictionary").fetchall()[0][0]
+        # embedded tracks are those seen >= min_count times in *train* playlists
+        counts = dict(con.execute(
+            "SELECT track_id, count(*) FROM playlist_track_ids JOIN track_playlist_splits USING (pid) "
+            "WHERE split = 'train' GROUP BY track_id").fetchall())
+    assert track_ids.max() < n_tracks and np.unique(track_ids).size == track_ids.size
+    assert sorted(track_ids.tolist()) == sorted(t for t, n in counts.items() if n >= MIN_COUNT)
+
+
+def test_item2vec_puts_same_genre_tracks_closer_than_cross_genre(tracks_run) -> None:
+    data_dir, result = tracks_run
+    assert events(result)["track_embeddings"]["method"].value == "item2vec"
+    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz") as arrays:
+        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    with warehouse(data_dir) as con:
+        uri = dict(con.execute("SELECT track_id, track_uri FROM track_dictionary").fetchall())
+    genre_of = {row["track_uri"]: int(row["genre"]) for row in read_tsv(data_dir / "raw" / "truth" / "track_genre.tsv")}
+    genre = np.array([genre_of[uri[t]] for t in track_ids.tolist()])
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, track_ids.size, (2, 200_000))
+    distinct = a != b
+    cos = np.einsum("nd,nd->n", vectors[a[distinct]], vectors[b[distinct]])
+    same = genre[a[distinct]] == genre[b[distinct]]
+    assert cos[same].mean() > cos[~same].mean() + 0.05, (cos[same].mean(), cos[~same].mean())
+    # and a track's nearest neighbour shares its genre far more often than chance (~1/50 genres)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    assert (genre[sims.argmax(axis=1)] == genre).mean() > 0.3
+
+
+def test_duplicate_tracks_find_the_planted_duplicates(tracks_run) -> None:
+    data_dir, _ = tracks_run
+    with warehouse(data_dir) as con:
+        found = con.execute("SELECT track_uri, group_id, verdict FROM duplicate_tracks").fetchall()
+        present = {r[0] for r in con.execute("SELECT track_uri FROM track_dictionary").fetchall()}
+    truth_group = {row["track_uri"]: int(row["group"])
+                   for row in read_tsv(data_dir / "raw" / "truth" / "duplicate_tracks.tsv") if row["track_uri"] in present}
+    # pairs of distinct URIs in one group, predicted vs planted (only URIs that occur in the data)
+    def pairs(groups: dict[str, int]) -> set[tuple[str, str]]:
+        by_group: dict[int, list[str]] = {}
+        for uri, g in groups.items():
+            by_group.setdefault(g, []).append(uri)
+        return {(x, y) for members in by_group.values() for x in members for y in members if x < y}
+
+    predicted = pairs({uri: g for uri, g, _ in found})
+    planted = pairs(truth_group)
+    assert planted, "tiny data should contain planted duplicates"
+    precision = len(predicted & planted) / len(predicted)
+    recall = len(predicted & planted) / len(planted)
+    assert precision >= 0.95 and recall >= 0.9, (precision, recall)
+    verdicts = {v for _, _, v in found}
+    assert verdicts <= {"canonical", "confirmed", "flagged", "unverified"} and "canonical" in verdicts
+
+
+def test_embedding_map_is_a_non_trivial_png(tracks_run) -> None:
+    from matplotlib.image import imread
+
+    data_dir, result = tracks_run
+    path = data_dir / "artifacts" / "tracks" / "track_embedding_map.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    image = imread(path)
+    assert image.shape[0] > 300 and image.shape[1] > 300
+    colours = np.unique(image[..., :3].reshape(-1, 3).round(2), axis=0)
+    assert len(colours) > 20  # points in several genre colours, not a blank canvas
+    metadata = events(result)["track_embedding_map"]
+    assert "data:image/png;base64," in metadata["map"].value
+    assert metadata["tracks_with_a_genre"].value > 0.5 * metadata["tracks_drawn"].value
+
+
+def test_continuation_table_ranks_every_model(tracks_run) -> None:
+    data_dir, _ = tracks_run
+    with warehouse(data_dir) as con:
+        rows = {r[0]: r[1:] for r in con.execute(
+            "SELECT model, queries, r_precision, r_precision_tracks, ndcg, clicks FROM playlist_continuation_eval"
+        ).fetchall()}
+        test_playlists = con.execute("SELECT count(*) FROM track_playlist_splits WHERE split = 'test'").fetchall()[0][0]
+    assert set(rows) == {"popularity", "cooccurrence", "item2vec", "als"}
+    for queries, rp, rp_tracks, ndcg, clicks in rows.values():
+        assert 0 < queries <= test_playlists
+        assert 0 <= rp_tracks <= rp <= 1 and 0 <= ndcg <= 1 and 0 <= clicks <= 51
+    assert rows["cooccurrence"][3] > rows["popularity"][3]  # NDCG: co-occurrence beats popularity
+
+
+def _digests(data_dir: Path) -> dict[str, str]:
+    out = {"embeddings": hashlib.sha256((data_dir / "artifacts" / "tracks" / "track_embeddings.npz").read_bytes()).hexdigest()}
+    with warehouse(data_dir) as con:
+        for table in TABLES:
+            columns = [c for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()]
+            keep = ", ".join(f'"{c}"' for c in columns if c != "seconds")  # timings differ run to run
+            rows = con.execute(f'SELECT {keep} FROM "{table}" ORDER BY ALL').fetchall()
+            out[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return out
+
+
+@pytest.mark.slow  # two more runs of the group (~20 s)
+def test_same_seed_same_outputs_other_seed_differs(tracks_run, tmp_path: Path) -> None:
+    data_dir, _ = tracks_run
+    first = _digests(data_dir)
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns("*.tmp"))
+    again = run_chain(copy, seed=0, assets=TRACKS, run_config=RUN_CONFIG)
+    assert again.success
+    assert _digests(copy) == first
+    other = run_chain(copy, seed=1, assets=TRACKS, run_config=RUN_CONFIG)
+    assert other.success
+    changed = _digests(copy)
+    assert changed["embeddings"] != first["embeddings"]
+    assert changed["track_playlist_splits"] != first["track_playlist_splits"]
