@@ -129,9 +129,46 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
     assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
     for artifact in ("label/labels.npz", "split/bpr_triplets.npz", "split/eval_batches.npz"):
         assert (data_dir / "artifacts" / artifact).exists(), artifact
+    # train_job (small settings) and serve_job on top of the prepared splits
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps({"ops": {
+        "bpr_sweep": {"config": {"dims": [8], "lrs": [0.1], "max_epochs": 2}},
+        "bpr_model": {"config": {"max_epochs": 3}},
+        "als_model": {"config": {"factors": [8], "alphas": [10.0], "iterations": 3}},
+    }}))
+    for job, extra in (("train_job", ["-c", str(config)]), ("serve_job", [])):
+        run = subprocess.run(
+            [str(BIN / "dagster"), "job", "execute", "-m", "spotify_assets.definitions", "-j", job, *extra],
+            env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+        )
+        assert run.returncode == 0, job + run.stdout[-3000:] + run.stderr[-3000:]
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(DISTINCT model) FROM model_leaderboard").fetchall()[0][0] == 6
+        n_users, n_rows = con.execute("SELECT count(DISTINCT uid), count(*) FROM recommendations").fetchall()[0]
+    assert n_rows == 5 * n_users > 0
     single = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "spotify_assets.definitions", "--select", "msd_songs"],
         env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
     )
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     assert "msd_songs" in single.stdout + single.stderr and "RUN_SUCCESS" in single.stdout + single.stderr
+
+
+def test_invalid_config_fails_before_any_step_runs(data_dir: Path, tmp_path: Path) -> None:
+    env = _env(data_dir, tmp_path / "dagster_home")
+    config = tmp_path / "bad.yaml"
+    config.write_text(json.dumps({"ops": {
+        "bpr_model": {"config": {"dim": -1, "optimizer": "adamw"}},
+        "liked_playlists": {"ops": {"plan_label_shards": {"config": {"shards": 0}}}},
+    }}))
+    result = subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "spotify_assets.definitions", "-j", "full_pipeline",
+         "-c", str(config)], env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Invalid run config, nothing was run" in output
+    for needle in ("bpr_model.config.dim", "optimizer must be 'sgd' or 'sparse_adam'",
+                   "plan_label_shards.config.shards"):
+        assert needle in output, needle
+    assert "STEP_START" not in output
+    assert not (data_dir / "warehouse").exists() and not (data_dir / "artifacts").exists()

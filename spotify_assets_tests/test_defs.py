@@ -35,9 +35,22 @@ def test_definitions_load_with_groups_jobs_and_sensor() -> None:
     # everything derived rebuilds by itself once its inputs pass their blocking checks
     derived = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name != "ingest"]
     assert all(graph.get(k).automation_condition is not None for k in derived)
-    # every asset has a human description
+    # every asset has a human description, an owner and at least one kind
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).description, f"{key} has no description"
+        node = graph.get(key)
+        assert node.description, f"{key} has no description"
+        assert node.owners and all(o.startswith("team:") for o in node.owners), f"{key} has no owner"
+        assert node.kinds, f"{key} has no kind"
+    assert graph.get(dg.AssetKey("bpr_model")).kinds >= {"pytorch"}
+    assert graph.get(dg.AssetKey("playlist_index")).kinds >= {"annoy"}
+    assert graph.get(dg.AssetKey("mpd_playlists")).kinds >= {"duckdb"}
+    # and every check says what it checks
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        assert spec.description, f"{check_key} has no description"
+    for job in ("serve_job", "feedback_retrain_job"):
+        assert defs.resolve_job_def(job) is not None
+    assert defs.resolve_sensor_def("feedback_retrain_sensor") is not None
 
 
 def test_sensor_adds_partitions_once_and_picks_up_new_slices(tiny_raw: Path, tmp_path: Path) -> None:

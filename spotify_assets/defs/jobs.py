@@ -3,11 +3,13 @@
 import dagster as dg
 
 from spotify_assets.resources import DUCKDB_OP_TAGS
+from spotify_assets.runconfig import validating_multiprocess_executor
 
 # DuckDB allows one writing process per database file. Steps that open the warehouse are
 # tagged (DUCKDB_OP_TAGS) and run one at a time; everything else runs in parallel.
 _duckdb_tag_key, _duckdb_tag_value = next(iter(DUCKDB_OP_TAGS.items()))
-pipeline_executor = dg.multiprocess_executor.configured(
+# Dagster's multiprocess executor, plus a check of every op's config values before the first step.
+pipeline_executor = validating_multiprocess_executor.configured(
     {
         # forkserver with preloaded modules: each step forks a warm interpreter instead of
         # re-importing Dagster, numpy and torch (~2.5 s per step with spawn).

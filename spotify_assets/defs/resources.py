@@ -21,6 +21,7 @@ from spotify_assets.resources import (
     RawInputs,
     default_data_dir,
 )
+from spotify_assets.defs.jobs import pipeline_executor
 from spotify_assets.serving.feedback import default_feedback_path
 
 
@@ -56,4 +57,6 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources())
+    # UI materializations outside a job get the jobs' executor too: DuckDB writers one at a
+    # time, and config values checked before the first step.
+    return dg.Definitions(resources=build_resources(), executor=pipeline_executor)

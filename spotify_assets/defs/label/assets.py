@@ -9,6 +9,7 @@ cluster, and each step processes its shard block by block (memory bounded by
 import time
 
 import dagster as dg
+from pydantic import Field, field_validator
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
@@ -54,23 +55,30 @@ def exploration_coefficients_artifact(
 class LabelConfig(dg.Config):
     """How the labeler splits the work."""
 
-    shards: int = 2
+    shards: int = Field(default=2, ge=1)
     """Steps to fan out to (one per core locally; more on a cluster)."""
-    block_size: int = 512
+    block_size: int = Field(default=512, ge=1)
     """Users per overlap block inside a step. Peak memory grows linearly with it; at bench
     scale 512 was also the fastest measured (smaller blocks stay in cache)."""
-    liked_share: float = 0.015
+    liked_share: float = Field(default=0.015, gt=0, le=1)
     """A user likes the top max(1, ceil(liked_share * n)) of their n scored playlists."""
-    hard_share: float = 0.2
+    hard_share: float = Field(default=0.2, ge=0, le=1)
     """Hard-negative pool: this share of the remaining scored playlists, by score."""
-    max_hard_candidates: int = 0
+    max_hard_candidates: int = Field(default=0, ge=0)
     """Cap on each user's stored hard-negative pool (0 = keep the whole pool); a capped pool
     is a seeded, block-independent subsample. Needed at full scale, where pools are ~4k/user."""
-    ownership_k: int = 48
+    ownership_k: int = Field(default=48, ge=0)
     """Ownership candidates kept per playlist (top by score/sqrt(s) over all scored pairs)."""
     device: str = "auto"
     """'auto' uses torch kernels on the GPU when one exists, else the scipy CPU kernel;
     'scipy', 'cuda' or 'cpu' (torch on the CPU) force one."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value not in ("auto", "scipy", "cuda", "cpu"):
+            raise ValueError("device must be 'auto', 'scipy', 'cuda' or 'cpu'")
+        return value
 
 
 @dg.op(

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.train.assets import ALS, BPR_CHECKPOINT, POPULARITY, train_positive_matrix
@@ -37,6 +37,13 @@ class ServingModelConfig(dg.Config):
     model: str = Field(default="auto", description="'auto' (best factor model by full-ranking Recall@10 on the "
                                                    "leaderboard), 'bpr' or 'als'.")
     popular_list: int = Field(default=100, ge=5, description="Length of the cold-start popularity list kept.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in ("auto", *FACTOR_MODELS):
+            raise ValueError("model must be 'auto', 'bpr' or 'als'")
+        return value
 
 
 def _choose_model(con, wanted: str) -> tuple[str, str, list[dict]]:

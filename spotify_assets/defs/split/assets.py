@@ -8,6 +8,7 @@ eval batches valid), because training and evaluation downstream trust them.
 import time
 
 import dagster as dg
+from pydantic import Field, field_validator
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
@@ -46,9 +47,9 @@ def _check(name: str, asset: str, passed: bool, description: str, **metadata) ->
 
 
 class SplitConfig(dg.Config):
-    cold_share: float = 0.05
+    cold_share: float = Field(default=0.05, ge=0, lt=1)
     """Share of users whose positives are all held out (the cold-start segment)."""
-    min_positives: int = 5
+    min_positives: int = Field(default=5, ge=1)
     """Users with fewer positives keep them all in train."""
 
 
@@ -107,7 +108,7 @@ def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifact
 
 
 class OwnershipConfig(dg.Config):
-    cap: int = 100
+    cap: int = Field(default=100, ge=1)
     """At most this many playlists per owner."""
 
 
@@ -164,9 +165,9 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
 
 
 class SamplingConfig(dg.Config):
-    n_hard: int = 2
+    n_hard: int = Field(default=2, ge=0)
     """Hard negatives per train positive (from the user's hard pool)."""
-    n_easy: int = 2
+    n_easy: int = Field(default=2, ge=0)
     """Easy negatives per train positive (uniform over playlists neither liked nor owned)."""
 
 
@@ -214,7 +215,7 @@ def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, arti
 
 
 class EvalConfig(dg.Config):
-    n_negatives: int = 50
+    n_negatives: int = Field(default=50, ge=2)
     """Negatives per held-out positive (half hard, half easy)."""
 
 

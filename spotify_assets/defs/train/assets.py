@@ -5,6 +5,7 @@ import time
 from dataclasses import asdict, replace
 
 import dagster as dg
+from pydantic import Field, field_validator
 import pyarrow as pa
 import numpy as np
 import scipy.sparse as sp
@@ -72,19 +73,26 @@ def val_batch(artifacts: ArtifactStore, split: str = "val") -> tuple[np.ndarray,
 class BPRTrainingConfig(dg.Config):
     use_sweep: bool = True
     """Take dim, lr and reg from the best bpr_sweep trial (by val MRR); False uses the values below."""
-    dim: int = 64
+    dim: int = Field(default=64, ge=1)
     """Embedding size."""
-    lr: float = 0.05
+    lr: float = Field(default=0.05, gt=0)
     """Learning rate (SGD step size, or Adam's for sparse_adam)."""
-    reg: float = 1e-4
+    reg: float = Field(default=1e-4, ge=0)
     """L2 regularization on the embedding rows in a batch."""
-    batch_size: int = 2048
+    batch_size: int = Field(default=2048, ge=1)
     """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
-    max_epochs: int = 40
-    patience: int = 4
+    max_epochs: int = Field(default=40, ge=1)
+    patience: int = Field(default=4, ge=1)
     """Epochs without a better val MRR before early stopping."""
     optimizer: str = "sgd"
     """'sgd' (fused closed-form update) or 'sparse_adam'."""
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in ("sgd", "sparse_adam"):
+            raise ValueError("optimizer must be 'sgd' or 'sparse_adam'")
+        return value
     accelerator: str = "auto"
     """'auto' picks the GPU when one exists."""
 
@@ -101,10 +109,10 @@ def _history_table(history: list[dict]) -> str:
 
 
 class BPRSweepConfig(dg.Config):
-    dims: list[int] = [32, 64]
-    lrs: list[float] = [0.05, 0.1]
-    regs: list[float] = [1e-4]
-    max_epochs: int = 15
+    dims: list[int] = Field(default=[32, 64], min_length=1)
+    lrs: list[float] = Field(default=[0.05, 0.1], min_length=1)
+    regs: list[float] = Field(default=[1e-4], min_length=1)
+    max_epochs: int = Field(default=15, ge=1)
     """Epochs per trial (early stopping still applies)."""
     batch_size: int = 2048
     """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
@@ -194,9 +202,9 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
 
 
 class NeighborsConfig(dg.Config):
-    k: int = 100
+    k: int = Field(default=100, ge=1)
     """Neighbours kept per user."""
-    block_size: int = 2048
+    block_size: int = Field(default=2048, ge=1)
     """Users per similarity block (memory grows with it)."""
 
 
@@ -235,12 +243,12 @@ def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore
 
 
 class ALSConfig(dg.Config):
-    factors: list[int] = [32, 64]
+    factors: list[int] = Field(default=[32, 64], min_length=1)
     """Factor sizes tried."""
-    alphas: list[float] = [1.0, 10.0]
+    alphas: list[float] = Field(default=[1.0, 10.0], min_length=1)
     """Confidence scales tried."""
-    regularization: float = 0.05
-    iterations: int = 15
+    regularization: float = Field(default=0.05, ge=0)
+    iterations: int = Field(default=15, ge=1)
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "eval_batches", "feedback_positives"])
