@@ -21,6 +21,7 @@ from spotify_assets.serving.recommender import (
     BUNDLE_INFO,
     PLAYLIST_INDEX,
     PLAYLISTS,
+    TRACK_INDEX,
     USER_INDEX,
     USERS,
     Recommender,
@@ -324,3 +325,26 @@ def recommendations_valid(uid: np.ndarray, playlist_idx: np.ndarray, lengths: np
     if n_hit:
         problems.append(f"{n_hit} recommended playlists are owned or liked in train")
     return not problems, problems
+
+
+@dg.asset(
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["track_embeddings"],
+    check_specs=[dg.AssetCheckSpec("recall_at_10_vs_exact", asset="track_index", blocking=True,
+                                   description=f"Annoy's recall@10 against exact search is at least {RECALL_FLOOR}.")],
+)
+def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
+                settings: PipelineSettings) -> dg.MaterializeResult:
+    """Annoy index over the track embeddings (``angular``: item2vec/SVD similarity is cosine);
+    item i is row i of ``tracks/track_embeddings.npz``. ``python -m spotify_assets.tracks similar``
+    uses it when present; recall@10 against exact cosine on a seeded sample of tracks."""
+    embeddings = artifacts.load_arrays("tracks", "track_embeddings.npz")
+    vectors = embeddings["vectors"].astype(np.float32)
+    rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x7AC5]))
+    queries = vectors[np.sort(rng.choice(vectors.shape[0], size=min(config.recall_queries, vectors.shape[0]),
+                                         replace=False))]
+    metadata, report = _build_and_measure(context, artifacts, TRACK_INDEX, vectors, queries, "angular", config,
+                                          settings.seed)
+    with artifacts.atomic_path(*index_info_path(TRACK_INDEX)) as tmp:
+        tmp.write_text(json.dumps({"metric": "angular", "dim": int(vectors.shape[1]), "n_trees": config.n_trees,
+                                   "search_k": report.search_k, "recall_at_10": report.recall}, indent=2))
+    return dg.MaterializeResult(metadata=metadata, check_results=[_recall_check("track_index", report)])
