@@ -265,3 +265,28 @@ def test_feedback_becomes_training_positives(served, tmp_path: Path) -> None:
     pop_after = np.load(run_dir / "artifacts" / "train" / "popularity.npz")["scores"]
     assert pop_after[free[0]] == pop_before[free[0]] + 1
     assert np.delete(pop_after, free[0]).tolist() == np.delete(pop_before, free[0]).tolist()
+
+
+def test_track_index_recall_and_similar_tracks_use_it(tmp_path: Path) -> None:
+    from spotify_assets.defs.resources import build_resources
+    from spotify_assets.defs.serve.assets import track_index
+    from spotify_assets.resources import ArtifactStore
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(30, 16))
+    vectors = (centers[rng.integers(0, 30, 4000)] + 0.3 * rng.normal(size=(4000, 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    artifacts = ArtifactStore(root=str(tmp_path / "data" / "artifacts"))
+    artifacts.save_arrays("tracks", "track_embeddings.npz", vectors=vectors, track_ids=np.arange(4000, dtype=np.int64))
+    resources = build_resources(tmp_path / "data")
+    result = dg.materialize([track_index], resources=resources)
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.metadata["recall_at_10"].value >= 0.9
+    meta = _events(result)["track_index"]
+    assert meta["items"].value == 4000 and meta["metric"].value == "angular"
+    info = json.loads((tmp_path / "data" / "artifacts" / "serve" / "track_index.json").read_text())
+    assert info["search_k"] == meta["search_k"].value and info["recall_at_10"] >= 0.9
+    # a tighter recall target can only need as many or more nodes per query
+    strict = dg.materialize([track_index], resources=resources,
+                            run_config={"ops": {"track_index": {"config": {"recall_target": 0.999}}}})
+    assert _events(strict)["track_index"]["search_k"].value >= meta["search_k"].value
