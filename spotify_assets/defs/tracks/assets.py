@@ -429,8 +429,8 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
     coords, explained = pca_2d(embeddings.vectors[order])
     genre = track_genres(row_genre, row_track, embeddings.track_ids[order])
     with artifacts.atomic_path(*MAP_PNG) as tmp:
-        legend = render_map(coords, genre, tmp, f"{order.size:,} most popular tracks, item embeddings (PCA)",
-                            top_genres=config.top_genres, explained=explained)
+        title = f"{order.size:,} most popular tracks: embeddings on 2 principal components, by playlist-name genre"
+        legend = render_map(coords, genre, tmp, title, top_genres=config.top_genres, explained=explained)
     path = artifacts.path(*MAP_PNG)
     encoded = base64.b64encode(path.read_bytes()).decode()
     labelled = int((genre >= 0).sum())
