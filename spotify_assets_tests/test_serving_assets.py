@@ -290,3 +290,54 @@ def test_track_index_recall_and_similar_tracks_use_it(tmp_path: Path) -> None:
     strict = dg.materialize([track_index], resources=resources,
                             run_config={"ops": {"track_index": {"config": {"recall_target": 0.999}}}})
     assert _events(strict)["track_index"]["search_k"].value >= meta["search_k"].value
+
+
+def test_service_keeps_answering_while_the_pipeline_rewrites_the_bundle(served, tmp_path: Path) -> None:
+    """Feedback and recommendations keep succeeding while serve assets are re-materialized under
+    the running service (DuckDB written, bundle and index replaced), and the service then
+    reloads the new index."""
+    data_dir, _ = served
+    run_dir = tmp_path / "data"
+    shutil.copytree(data_dir, run_dir)
+    users = [r[0] for r in _table(run_dir, "SELECT user_id FROM user_dictionary LIMIT 20")]
+    pid = _table(run_dir, "SELECT pid FROM playlist_dictionary LIMIT 1")[0][0]
+    index_info = run_dir / "artifacts" / "serve" / "playlist_index.json"
+    stamp = index_info.stat().st_mtime_ns
+    feedback_db = tmp_path / "feedback.sqlite"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _serve(run_dir, port, feedback_db, tmp_path / "api.log")
+    failures: list[object] = []
+    sent = [0]
+    done = threading.Event()
+
+    def client() -> None:
+        i = 0
+        while not done.is_set():
+            status, body = _post(f"{base}/api/feedback", {"user_id": users[i % 20], "liked_playlist": pid,
+                                                           "shown_playlists": [pid]})
+            if status != 201:
+                failures.append(body)
+            status, body = _post(f"{base}/api/playlist/recommend", {"user_ids": users[:3]})
+            if status != 200 or any(len(u["playlists"]) != 5 for u in body):
+                failures.append(body)
+            i += 1
+            sent[0] += 1
+
+    thread = threading.Thread(target=client)
+    try:
+        thread.start()
+        result = run_chain(run_dir, assets=SERVE, run_config={"ops": {"playlist_index": {"config": {"n_trees": 20}}}})
+        assert result.success
+        done.set()
+        thread.join(60)
+        assert failures == [] and sent[0] > 0
+        assert FeedbackLog(feedback_db).stats()[0] == sent[0]
+        assert index_info.stat().st_mtime_ns != stamp
+        info = json.loads(index_info.read_text())
+        assert info["n_trees"] == 20
+        status, body = _post(f"{base}/api/playlist/recommend", {"user_ids": users[:1]})
+        assert status == 200 and len(body[0]["playlists"]) == 5
+    finally:
+        done.set()
+        _stop(process)
