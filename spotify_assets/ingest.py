@@ -214,8 +214,16 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+# DuckDB quotes the offending input in its error messages, cut at a byte count: when the cut
+# falls inside a UTF-8 character the Python binding raises UnicodeDecodeError instead of the
+# DuckDB error (found by fuzzing), so the loaders catch both.
+_DUCKDB_ERRORS = (duckdb.Error, UnicodeDecodeError)
+
+
 def _duckdb_message(exc: Exception) -> str:
     """The informative first lines of a DuckDB error (it appends pages of hints)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "DuckDB rejected the file (its error message quoted the input undecodably)"
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return " | ".join(lines[:3])
 
@@ -409,7 +417,7 @@ def load_mpd_slice(
         if n_docs != 1:
             raise InputFormatError(path, "top level", f"expected one JSON object, found {n_docs} values")
         con.execute(_MPD_TYPED_SQL)
-    except duckdb.Error as exc:
+    except _DUCKDB_ERRORS as exc:
         raise _diagnose_mpd_slice(path, _duckdb_message(exc)) from exc
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_raw")
@@ -506,7 +514,7 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
                 """,
                 [str(path)],
             )
-        except duckdb.Error as exc:
+        except _DUCKDB_ERRORS as exc:
             raise InputFormatError(path, "triplets", _duckdb_message(exc)) from exc
         bad = first_row(con, 
             """
@@ -551,7 +559,7 @@ def _raise_typed_entp_error(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             "columns={'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'BIGINT'})",
             [str(path)],
         ).fetchall()
-    except duckdb.Error as exc:
+    except _DUCKDB_ERRORS as exc:
         raise InputFormatError(path, "triplets", _duckdb_message(exc)) from exc
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
@@ -700,7 +708,7 @@ def load_msd_songs(
                     """,
                     [str(song_data)],
                 )
-            except duckdb.Error as exc:
+            except _DUCKDB_ERRORS as exc:
                 raise InputFormatError(song_data, "csv", _duckdb_message(exc)) from exc
             header = _first_line(song_data)
             if [h.strip().strip('"') for h in header.split(",")] != ["song_id", "title", "release", "artist_name", "year"]:

@@ -866,3 +866,13 @@ def test_huge_titles_are_keyed_in_bounded_time(pattern: str) -> None:
     key = canonical_song_key(title, pattern * 1000)
     assert time.perf_counter() - started < 5.0
     assert key.startswith(normalize(title)[:100].strip())
+
+
+def test_duckdb_error_quoting_a_cut_utf8_character_is_an_input_error(mpd) -> None:
+    """Regression (found by the long fuzz run): DuckDB's error quoted the input cut inside a
+    UTF-8 character, and its Python binding raised UnicodeDecodeError instead."""
+    con, path = mpd
+    doc = {"info": {}, "playlists": [{
+        "name": "", "pid": 0, "modified_at": 0, "num_tracks": 0, "num_albums": 0, "num_followers": 0,
+        "num_edits": 0, "duration_ms": 0, "num_artists": 0, "tracks": {'000000000"\x1f\x1f\x1f\x1f\x1f\x1f\x80': None}}]}
+    assert check_mpd(con, path, dump(doc), "mpd_regressions") == "rejected"
