@@ -45,7 +45,12 @@ naive methods and peers (same data, same run)
              (same factors, same train positives, ~same number of samples)
   knn        one query at a time (sparse row x all users, argpartition)
   ann        exact blocked matmul vs Annoy vs hnswlib at the smallest search_k / ef
-             reaching recall@10 >= 0.95, one query at a time, one thread
+             reaching recall@10 >= 0.95, one query at a time, one thread, over
+             BPR-sized embeddings: --ann-embeddings clustered (default; seeded, with
+             cluster structure like trained ones) or bpr (the bpr stage's output)
+  threads    --threads N sets torch's and implicit's thread count (0 = library
+             defaults, all cores); on a shared, oversubscribed machine 1 thread avoids
+             OpenMP spin-waiting (measured: 16x slower BPR with 2 threads under load)
   A naive method stops after --naive-budget seconds (default per scale:
   {', '.join(f'{k} {v:g}s' for k, v in DEFAULT_NAIVE_BUDGET.items())}) and its time for the whole
   input is extrapolated linearly ("extrapolated from N rows" in the table).
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kill a method's subprocess after this many seconds (default 3 h)")
     for name, spec in DEFAULT_OPTIONS.items():
         runner.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                            type=str if name == "device" else int,
+                            type=str if isinstance(spec["default"], str) else int,
                             help=f"default {spec.get('default')}" + "".join(
                                 f", {k} {v}" for k, v in spec.items() if k != "default"))
     commands.add_parser("list", help="print the stages, their methods and targets")

@@ -77,6 +77,20 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _git() -> dict:
+    """HEAD commit and the kernel files that differ from it (the run measured the working tree)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "spotify_assets", "benchmarks").splitlines()
+             if line[3:].endswith(".py")]
+    return {"commit": git("rev-parse", "HEAD"), "modified_python_files": dirty}
+
+
 def _machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -243,6 +257,8 @@ def run(settings: RunSettings) -> dict:
     log(f"scale {settings.scale}, seed {settings.seed}, stages {', '.join(plan)} "
         f"(naive budget {settings.budget:g}s per method)")
     failed: set[str] = set()
+    provenance = {"measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "git_commit": _git()["commit"], "options": dict(settings.options)}
     for number, name in enumerate(plan, start=1):
         stage = STAGES[name]
         if any(dep in failed for dep in stage.needs):
@@ -261,6 +277,7 @@ def run(settings: RunSettings) -> dict:
         for method in methods:
             log(f"  {name}/{method.name} ({method.kind}) ...")
             row = run_child(settings, name, method.name, raw, work, log)
+            row.update(provenance)
             stage_rows.append(row)
             if "error" not in row:
                 note = f", extrapolated from {row['extrapolated_from']:,} rows" if row.get("extrapolated_from") else ""
@@ -314,6 +331,7 @@ def _results(settings: RunSettings, data: dict, rows_by_stage: dict[str, list[di
         "seed": settings.seed,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
+        "git": _git(),
         "data": data,
         "naive_budget_seconds": settings.budget,
         "options": settings.options,
@@ -393,6 +411,10 @@ def render_markdown(results: dict) -> str:
             for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "similarity_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")
+            if metrics.get("reached_recall_0_95") is False:
+                notes.append("**recall@10 0.95 not reached in the sweep: QPS at the largest setting**")
+            if "embeddings" in metrics and row["method"] == "exact":
+                notes.append(f"embeddings: {metrics['embeddings']}")
             is_ours = row["method"] == "ours"
             lines.append(
                 f"| {name} | {row['method']} | {row['unit']} | {row['input_rows']:,} | {row['output_rows']:,} | "

@@ -29,6 +29,7 @@ and artifact loading (the harness records those separately as ``wall_seconds``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -76,10 +77,12 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "label_block_size": {"default": 512},
     "knn_k": {"default": 100},
     "ann_queries": {"tiny": 200, "default": 1000},
+    "ann_embeddings": {"default": "clustered"},
     "ann_trees": {"default": 50},
     "als_factors": {"default": 64},
     "als_iterations": {"default": 15},
     "device": {"default": "auto"},
+    "threads": {"default": 0},
 }
 
 
@@ -157,6 +160,19 @@ def _load_csr(path: Path) -> sp.csr_matrix:
 def _seeded_order(n: int, seed: int, stream: int) -> np.ndarray:
     """A seeded permutation of range(n) (int64): naive runs walk a representative sample."""
     return np.random.default_rng(np.random.SeedSequence([seed, 0xBE4C, stream])).permutation(n).astype(np.int64)
+
+
+def _threads(ctx: StageContext) -> int:
+    """Threads for torch, implicit and the naive torch loop: the ``--threads`` option, or
+    0 = each library's default (all cores)."""
+    return int(ctx.option("threads"))
+
+
+def _set_torch_threads(ctx: StageContext) -> None:
+    import torch
+
+    if _threads(ctx) > 0:
+        torch.set_num_threads(_threads(ctx))
 
 
 def _torch_device(requested: str) -> str:
@@ -505,6 +521,7 @@ def bpr_ours(ctx: StageContext) -> Measurement:
 
     from spotify_assets.models.bpr import BPRConfig, load_checkpoint, train_bpr
 
+    _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
     config = BPRConfig(dim=int(ctx.option("bpr_dim")), batch_size=int(ctx.option("bpr_batch_size")), max_epochs=1,
                        seed=ctx.seed)
@@ -515,7 +532,9 @@ def bpr_ours(ctx: StageContext) -> Measurement:
     net = load_checkpoint(ctx.work / "bpr.pt")
     _save(ctx.work / "bpr_embeddings.npz", users=net.user_embeddings(), playlists=net.playlist_embeddings())
     n = int(triplets.shape[0])
-    return Measurement(ctx.stage, "ours", "ours", "Lightning, in-memory shuffled triplet tensor, fused SGD update",
+    return Measurement(ctx.stage, "ours", "ours",
+                       f"Lightning, in-memory shuffled triplet tensor, fused SGD update, {torch.get_num_threads()} "
+                       "torch threads",
                        "triplets (samples)", n, n, n / max(result.triplets_per_second, 1e-9),
                        float(result.triplets_per_second), _torch_device("auto") if result.device.startswith("cuda")
                        else "cpu",
@@ -530,6 +549,7 @@ def bpr_naive(ctx: StageContext) -> Measurement:
 
     from benchmarks.naive import bpr_dataloader_epoch
 
+    _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
     run = bpr_dataloader_epoch(triplets, n_users, n_playlists, int(ctx.option("bpr_dim")),
                                int(ctx.option("bpr_batch_size")), 0.05, 1e-4, ctx.seed, ctx.budget_s)
@@ -564,16 +584,17 @@ def bpr_implicit(ctx: StageContext) -> Measurement:
     triplets, _, _ = _bpr_triplets(ctx)
     iterations = max(1, round(triplets.shape[0] / max(positives.nnz, 1)))
     model = BayesianPersonalizedRanking(factors=int(ctx.option("bpr_dim")), learning_rate=0.05, regularization=1e-4,
-                                        iterations=iterations, random_state=ctx.seed, num_threads=0)
+                                        iterations=iterations, random_state=ctx.seed, num_threads=_threads(ctx))
     clock = _timer()
     with threadpool_limits(1, "blas"):
         model.fit(positives, show_progress=False)
     seconds = clock()
     samples = positives.nnz * iterations
-    return Measurement(ctx.stage, "implicit-bpr", "peer", "implicit.cpu.bpr (Cython, Hogwild over all cores)",
+    return Measurement(ctx.stage, "implicit-bpr", "peer",
+                       f"implicit.cpu.bpr (Cython, Hogwild, {_threads(ctx) or os.cpu_count()} threads)",
                        "triplets (samples)", int(samples), int(samples), seconds, _rate(samples, seconds), "cpu",
                        metrics={"iterations": iterations, "interactions": int(positives.nnz),
-                                "factors": int(ctx.option("bpr_dim")), "threads": os.cpu_count()})
+                                "factors": int(ctx.option("bpr_dim")), "threads": _threads(ctx) or os.cpu_count()})
 
 
 # --------------------------------------------------------------------------------------
@@ -624,23 +645,40 @@ def knn_naive(ctx: StageContext) -> Measurement:
 
 
 def _ann_data(ctx: StageContext) -> tuple[np.ndarray, np.ndarray, str]:
-    """(items float32 (n, d), queries float32 (q, d), source): the BPR playlist embeddings
-    as the index and a seeded sample of user embeddings as queries when the bpr stage has
-    run, else seeded clustered Gaussians of the same shape."""
+    """(items float32 (n, d), queries float32 (q, d), source) for the ANN stage.
+
+    ``--ann-embeddings clustered`` (default): BPR-sized seeded embeddings with structure,
+    like trained ones: n = the playlists of this run (100k at bench scale; 10k when the
+    match stage has not run), d = ``bpr_dim``; each point is a cluster centre (60 clusters)
+    plus Gaussian spread in a 16-dimensional latent space, mapped to d dimensions by a fixed
+    random projection, plus a little full-rank noise. Queries come from the same
+    distribution. ``--ann-embeddings bpr``: the playlist embeddings written by the bpr stage
+    (after its single epoch they are still close to their random initialisation: the hard
+    case) and user embeddings as queries.
+    """
     n_queries = int(ctx.option("ann_queries"))
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0xA22]))
     path = ctx.work / "bpr_embeddings.npz"
-    if path.exists():
+    if ctx.option("ann_embeddings") == "bpr":
         emb = _load(path)
         users = emb["users"]
         queries = users[rng.choice(users.shape[0], size=min(n_queries, users.shape[0]), replace=False)]
         return np.ascontiguousarray(emb["playlists"], np.float32), np.ascontiguousarray(queries, np.float32), \
-            "bpr embeddings (stage bpr)"
-    n, d = 10_000, int(ctx.option("bpr_dim"))
-    centers = rng.normal(size=(60, d)).astype(np.float32)
-    items = centers[rng.integers(0, 60, n)] + 0.5 * rng.normal(size=(n, d)).astype(np.float32)
-    queries = centers[rng.integers(0, 60, n_queries)] + 0.5 * rng.normal(size=(n_queries, d)).astype(np.float32)
-    return items, queries, "synthetic clustered Gaussians (no bpr stage output)"
+            "bpr embeddings after the bpr stage's epoch (near-random)"
+    if ctx.option("ann_embeddings") != "clustered":
+        raise ValueError(f"--ann-embeddings must be 'clustered' or 'bpr', got {ctx.option('ann_embeddings')!r}")
+    n = 10_000
+    if (ctx.work / "playlist_song.npz").exists():
+        n = int(_load_csr(ctx.work / "playlist_song.npz").shape[0])
+    d, latent, clusters = int(ctx.option("bpr_dim")), 16, 60
+    centres = rng.normal(size=(clusters, latent))
+    projection = rng.normal(size=(latent, d)) / math.sqrt(latent)
+
+    def draw(count: int) -> np.ndarray:
+        z = centres[rng.integers(0, clusters, count)] + 0.35 * rng.normal(size=(count, latent))
+        return (z @ projection + 0.05 * rng.normal(size=(count, d))).astype(np.float32)
+
+    return draw(n), draw(n_queries), f"clustered: {clusters} clusters, latent dim {latent}, n={n:,}, d={d}"
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -673,13 +711,14 @@ def ann_exact(ctx: StageContext) -> Measurement:
                                 "embeddings": source})
 
 
-ANNOY_SEARCH_K = (-1, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000)
-HNSW_EF = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+ANNOY_SEARCH_K = (-1, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000)
+HNSW_EF = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
 
 
 def _sweep(ctx: StageContext, settings, query_one, truth: np.ndarray, queries: np.ndarray, target: float = 0.95):
     """Run every query one at a time per setting until recall@10 reaches ``target``;
-    return (chosen row, all rows) with recall and QPS per setting."""
+    return (chosen row, all rows) with recall and QPS per setting. When no setting reaches
+    the target the last (largest) one is chosen and ``reached`` is False."""
     rows = []
     for setting in settings:
         clock = _timer()
@@ -690,8 +729,8 @@ def _sweep(ctx: StageContext, settings, query_one, truth: np.ndarray, queries: n
         rows.append(row)
         ctx.log(f"setting {setting}: recall@10 {row['recall_at_10']:.3f}, {row['qps']:,.0f} QPS")
         if row["recall_at_10"] >= target:
-            return row, rows
-    return rows[-1], rows
+            return {**row, "reached": True}, rows
+    return {**rows[-1], "reached": False}, rows
 
 
 def ann_annoy(ctx: StageContext) -> Measurement:
@@ -713,7 +752,8 @@ def ann_annoy(ctx: StageContext) -> Measurement:
     nq = int(queries.shape[0])
     return Measurement(ctx.stage, "ours", "ours", f"Annoy angular, {trees} trees, search_k={chosen['setting']}",
                        "queries", nq, nq * 10, nq / chosen["qps"], float(chosen["qps"]), "cpu",
-                       metrics={"recall_at_10": chosen["recall_at_10"], "search_k": chosen["setting"], "trees": trees,
+                       metrics={"recall_at_10": chosen["recall_at_10"], "reached_recall_0_95": chosen["reached"],
+                                "search_k": chosen["setting"], "trees": trees,
                                 "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source})
 
 
@@ -738,7 +778,8 @@ def ann_hnswlib(ctx: StageContext) -> Measurement:
     nq = int(queries.shape[0])
     return Measurement(ctx.stage, "hnswlib", "peer", f"hnswlib cosine, M=16, ef_construction=200, ef={chosen['setting']}",
                        "queries", nq, nq * 10, nq / chosen["qps"], float(chosen["qps"]), "cpu",
-                       metrics={"recall_at_10": chosen["recall_at_10"], "ef": chosen["setting"],
+                       metrics={"recall_at_10": chosen["recall_at_10"], "reached_recall_0_95": chosen["reached"],
+                                "ef": chosen["setting"],
                                 "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source})
 
 
@@ -753,7 +794,7 @@ def als_ours(ctx: StageContext) -> Measurement:
 
     positives = _train_positives(ctx)
     factors, iterations = int(ctx.option("als_factors")), int(ctx.option("als_iterations"))
-    result = train_als(positives, factors=factors, iterations=iterations, seed=ctx.seed)
+    result = train_als(positives, factors=factors, iterations=iterations, seed=ctx.seed, num_threads=_threads(ctx))
     units = positives.nnz * iterations
     return Measurement(ctx.stage, "ours", "ours", f"implicit ALS (CPU), {factors} factors, {iterations} iterations, BM25",
                        "interactions x iterations", int(units), int(sum(positives.shape)), result.seconds,
