@@ -8,7 +8,10 @@ integer overlaps and the similarity of a pair does not depend on the block it wa
 computed in: ties are real ties and are broken by the lower user id, the same way as in
 the brute-force reference. Each block's top k is then selected either by sorting its
 non-zeros (sparse blocks) or by a row-wise partition of a dense copy (blocks made dense
-by popular songs), whichever is cheaper; both give the same neighbours.
+by popular songs), whichever is cheaper; both give the same neighbours. The sparse selection
+first drops, per row, every similarity below the histogram bin of its k-th best value
+(binned by the top bits of the float64, which order positive floats), so only about k
+entries per row are sorted.
 
 Playlists are then scored for a user as the similarity-weighted sum of what the
 neighbours vouch for (the playlists they own and liked in train).
@@ -82,12 +85,37 @@ def _check_k(k: int) -> None:
 DENSE_SELECTION_DENSITY = 0.35
 
 
-def _select_sparse(gram: sp.csr_matrix, start: int, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, sims) of every positive similarity of a block, self excluded."""
-    rows = np.repeat(np.arange(gram.shape[0]), np.diff(gram.indptr))
+def _select_sparse(gram: sp.csr_matrix, start: int, norms: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, sims) of a block's positive similarities (self excluded) that can be
+    among each row's k best: a superset of the top k per row, found without a sort.
+
+    Similarities in (0, 1] are binned by the top bits of their float64 representation
+    (order-preserving for positive floats: exponent plus 7 mantissa bits, bins of < 1%
+    relative width); a per-row histogram gives the bin holding each row's k-th best value,
+    and only entries in that bin or above survive (about k per row). Exact: nothing that
+    could be in the top k (ties included) is dropped.
+    """
+    b = gram.shape[0]
+    counts = np.diff(gram.indptr)
     cols = gram.indices
-    sims = _cosine(gram.data, norms[rows + start], norms[cols])
-    keep = (cols != rows + start) & (sims > 0)
+    sims = norms[cols]
+    sims *= np.repeat(norms[start:start + b], counts)
+    np.divide(gram.data, sims, out=sims)  # == _cosine(gram, norm_u, norm_v), bit for bit
+    rows = np.repeat(np.arange(b, dtype=np.int32), counts)
+    keep = sims > 0
+    keep &= cols != rows + start
+    rows, cols, sims = rows[keep], cols[keep], sims[keep]
+    if rows.size <= k:
+        return rows, cols, sims
+    bins = sims.view(np.int64) >> 45
+    low = int(bins.min())
+    bins -= low
+    n_bins = int(bins.max()) + 1
+    hist = np.bincount(rows.astype(np.int64) * n_bins + bins, minlength=b * n_bins).reshape(b, n_bins)
+    at_or_above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # entries of the row in bin >= j
+    threshold = (at_or_above >= k).sum(axis=1) - 1  # the bin of the row's k-th best (-1: fewer than k)
+    keep = bins >= threshold[rows]
     return rows[keep], cols[keep], sims[keep]
 
 
@@ -113,7 +141,7 @@ def _select_dense(gram: sp.csr_matrix, start: int, norms: np.ndarray, k: int
     return rows, cols, sims[rows, cols]
 
 
-def top_k_neighbors(user_song: sp.csr_matrix, k: int = 100, block_size: int = 2048,
+def top_k_neighbors(user_song: sp.csr_matrix, k: int = 100, block_size: int = 512,
                     selection: str = "auto") -> Neighbors:
     """Exact top-k cosine neighbours of every user (self excluded).
 
@@ -123,6 +151,8 @@ def top_k_neighbors(user_song: sp.csr_matrix, k: int = 100, block_size: int = 20
     k : neighbours kept per user.
     block_size : users per sparse product; memory grows with block_size x n_users when
         the block's similarities are dense (popular songs), so lower it for millions of users.
+        The default keeps a bench-scale block's temporaries small enough to be recycled by the
+        allocator instead of faulted in afresh (measured: 512 users ~2.5x faster than 2048).
     selection : how each block's top k is picked: "sparse" sorts the block's non-zero
         similarities, "dense" partitions a dense copy, "auto" takes "dense" when at least
         ``DENSE_SELECTION_DENSITY`` of the block is non-zero. All give the same result.
@@ -150,7 +180,7 @@ def top_k_neighbors(user_song: sp.csr_matrix, k: int = 100, block_size: int = 20
         if dense:
             rows, cols, sims = _select_dense(gram, start, norms, k)
         else:
-            rows, cols, sims = _select_sparse(gram, start, norms)
+            rows, cols, sims = _select_sparse(gram, start, norms, k)
         order = np.lexsort((cols, -sims, rows))  # row asc, similarity desc, then id asc
         rows, cols, sims = rows[order], cols[order], sims[order]
         rank = np.arange(rows.size) - np.searchsorted(rows, rows)  # position within the row
