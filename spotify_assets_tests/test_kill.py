@@ -148,6 +148,7 @@ def _kill_and_rerun(writer: Writer, tmp_path: Path, points: list[str]) -> list[d
 
     events = []
     for point in points:
+        stale_before = len([p for p in writer.temp_files(out) if p.suffix == ".tmp"])
         proc = WriterProcess(writer, out)
         reader = None
         try:
@@ -173,6 +174,8 @@ def _kill_and_rerun(writer: Writer, tmp_path: Path, points: list[str]) -> list[d
             # the killed round's file never replaced the output: the kill was inside the write
             events[-1]["landed_mid_write"] &= after < events[-1]["round"]
         events[-1]["stale_temp_files"] = len([p for p in writer.temp_files(out) if p.suffix == ".tmp"])
+        # a partial temp file left behind also shows the kill was inside a write
+        events[-1]["landed_mid_write"] |= events[-1]["stale_temp_files"] > stale_before
 
     rerun = WriterProcess(writer, out, once=True)
     try:
