@@ -287,3 +287,85 @@ def test_downscale_users() -> None:
     assert downscale_users(10, 0.01, seed=0).size == 1 and downscale_users(0, 0.5, seed=0).size == 0
     with pytest.raises(ValueError):
         downscale_users(10, 0.0, seed=0)
+
+
+def _edge_case_inputs(seed: int):
+    """Tiny random liked/hard/owner arrays with every edge case of the samplers: users with
+    no hard pool, users owning most of their hard pool or many playlists, hard pools smaller
+    than the hard negatives a row needs, and users owning a train positive."""
+    rng = np.random.default_rng(seed)
+    n_users, n_playlists = 30, 120
+    liked_indptr, liked, split, hard_indptr, hard = [0], [], [], [0], []
+    for u in range(n_users):
+        mine = rng.choice(n_playlists, size=int(rng.integers(1, 12)), replace=False)
+        liked += mine.tolist()
+        split += rng.integers(0, 3, mine.size).tolist()
+        liked_indptr.append(len(liked))
+        rest = np.setdiff1d(np.arange(n_playlists), mine)
+        pool = rng.choice(rest, size=[0, 1, 3, 20, 60][u % 5], replace=False)
+        hard += pool.tolist()
+        hard_indptr.append(len(hard))
+    owner = rng.integers(-1, n_users, n_playlists)
+    owner[:40] = 0  # user 0 owns many playlists (its hard pool may be entirely owned)
+    owner[hard[hard_indptr[3]:hard_indptr[4]]] = 3  # user 3 owns its whole pool
+    split = np.array(split, dtype=np.int8)
+    held = {(u, j) for u in range(n_users) for j, c in zip(liked[liked_indptr[u]:liked_indptr[u + 1]],
+                                                             split[liked_indptr[u]:liked_indptr[u + 1]]) if c}
+    for j in range(n_playlists):  # keep ownership valid: never a held-out positive of the owner
+        if (int(owner[j]), j) in held:
+            owner[j] = -1
+    return (np.array(liked_indptr), np.array(liked, dtype=np.int32), split, np.array(hard_indptr),
+            np.array(hard, dtype=np.int32), owner, n_playlists)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_samplers_on_edge_cases_match_the_references(seed) -> None:
+    liked_indptr, liked, split, hard_indptr, hard, owner, n_playlists = _edge_case_inputs(seed)
+    args = (liked_indptr, liked, split, hard_indptr, hard, owner, n_playlists)
+    fast, slow = sample_triplets(*args, seed=seed), triplets_reference(*args, seed=seed)
+    assert check_triplets_valid(fast.triplets, liked_indptr, liked, split, owner, n_playlists).passed
+    assert fast.n_fallback == slow.n_fallback and np.array_equal(fast.triplets[:, :2], slow.triplets[:, :2])
+    assert np.array_equal(fast.triplets, sample_triplets(*args, seed=seed).triplets)
+    pool_indptr, pool = usable_hard_pools(hard_indptr, hard, owner)
+    hard_rows = fast.triplets.reshape(-1, 4, 3)[:, :2].reshape(-1, 3)
+    for u, _, neg in hard_rows.tolist():
+        mine = pool[pool_indptr[u]:pool_indptr[u + 1]]
+        assert neg in mine or mine.size == 0
+    cold = np.zeros(liked_indptr.size - 1, dtype=bool)
+    for which in (VAL, TEST):
+        eargs = (liked_indptr, liked, split, which, hard_indptr, hard, owner, cold, n_playlists)
+        batch, ref = sample_eval_batches(*eargs, seed=seed), eval_batches_reference(*eargs, seed=seed)
+        assert check_eval_batches_valid(batch, liked_indptr, liked, split, which, owner, n_playlists).passed
+        np.testing.assert_array_equal(batch.users, ref.users)
+        sizes = np.diff(pool_indptr)[batch.users]
+        assert batch.n_hard_short == int(np.maximum(0, 25 - sizes).sum())
+        for row, user in enumerate(batch.users.tolist()):  # the first min(25, |pool|) are the pool's
+            n_hard = min(25, int(sizes[row]))
+            mine = set(pool[pool_indptr[user]:pool_indptr[user + 1]].tolist())
+            assert set(batch.negatives[row, :n_hard].tolist()) <= mine
+            if sizes[row] <= 25:
+                assert set(batch.negatives[row, :n_hard].tolist()) == mine
+
+
+def test_eval_hard_negatives_are_uniform_without_replacement() -> None:
+    """A pool of 30 (25 wanted, so the listed/iid paths both matter) and one of 60: every
+    pool member is picked equally often (chi-square per bin near 1)."""
+    n_playlists, rows = 200, 4000  # rows // 20 seeded batches of two rows
+    liked_indptr = np.array([0, 1, 2])
+    liked = np.array([100, 101], dtype=np.int32)
+    split = np.array([VAL, VAL], dtype=np.int8)
+    hard_indptr = np.array([0, 30, 90])
+    hard = np.concatenate([np.arange(30), np.arange(30, 90)]).astype(np.int32)
+    owner = np.full(n_playlists, -1)
+    counts = np.zeros((2, n_playlists))
+    for seed in range(rows // 20):
+        batch = sample_eval_batches(liked_indptr, liked, split, VAL, hard_indptr, hard, owner,
+                                    np.zeros(2, bool), n_playlists, seed=seed)
+        for row in range(2):
+            assert len(set(batch.negatives[row].tolist())) == 50
+            np.add.at(counts[row], batch.negatives[row, :25], 1)
+    for row, size in ((0, 30), (1, 60)):
+        observed = counts[row][counts[row] > 0]
+        assert observed.size == size
+        expected = (rows // 20) * 25 / size
+        assert (((observed - expected) ** 2) / expected).mean() < 2.0
