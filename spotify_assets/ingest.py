@@ -18,9 +18,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,6 +384,7 @@ def load_mpd_slice(
     slice_name: str | None = None,
     *,
     max_bytes: int | None = DEFAULT_MAX_SLICE_BYTES,
+    commit_lock: threading.Lock | None = None,
 ) -> LoadResult:
     """Replace the rows of one MPD slice in ``mpd_playlists`` and ``mpd_playlist_tracks``.
 
@@ -395,12 +398,17 @@ def load_mpd_slice(
     Both tables are updated in one transaction: the previous rows of this slice are deleted
     and the new ones inserted, or, on any error, nothing changes. A pid that another slice
     already holds is rejected (pids are unique across the MPD).
+
+    ``commit_lock``: when several threads load slices through cursors of one database (see
+    :func:`load_mpd_slices`), parsing and validation run in parallel and this lock serializes
+    the cross-slice pid check with the commit, so no two slices can both slip in one pid.
     """
     started = time.perf_counter()
     path = Path(path)
     slice_name = slice_name or slice_key(path)
     size = _check_file(path, max_bytes)
-    ensure_mpd_tables(con)
+    with commit_lock or nullcontext():
+        ensure_mpd_tables(con)
     try:
         # One typed pass of DuckDB's JSON reader over the file (the slow part), then
         # cheap in-memory unnesting.
@@ -434,20 +442,20 @@ def load_mpd_slice(
     )
     if duplicate is not None:
         raise _diagnose_mpd_slice(path, f"pid {duplicate[0]} appears {duplicate[1]} times")
-    clash = first_row(con, 
-        """
-        SELECT s.pid, m.slice FROM _slice_playlists s JOIN mpd_playlists m USING (pid)
-        WHERE m.slice <> ? ORDER BY s.pid LIMIT 1
-        """,
-        [slice_name],
-    )
-    if clash is not None:
-        raise InputFormatError(
-            path, f"pid {clash[0]}", f"already loaded from slice {clash[1]!r}; pids must be unique across slices"
-        )
-
     try:
-        with transaction(con):
+        with commit_lock or nullcontext(), transaction(con):
+            # inside the transaction (and the lock): what another slice committed is visible
+            clash = first_row(con,
+                """
+                SELECT s.pid, m.slice FROM _slice_playlists s JOIN mpd_playlists m USING (pid)
+                WHERE m.slice <> ? ORDER BY s.pid LIMIT 1
+                """,
+                [slice_name],
+            )
+            if clash is not None:
+                raise InputFormatError(
+                    path, f"pid {clash[0]}", f"already loaded from slice {clash[1]!r}; pids must be unique across slices"
+                )
             con.execute("DELETE FROM mpd_playlist_tracks WHERE slice = ?", [slice_name])
             con.execute("DELETE FROM mpd_playlists WHERE slice = ?", [slice_name])
             # File order is kept (DuckDB preserves insertion order), so no sort is needed.
@@ -482,6 +490,49 @@ def load_mpd_slice(
         seconds=time.perf_counter() - started,
         notes={"slice": slice_name, "empty_playlists": int(empty)},
     )
+
+
+def load_mpd_slices(
+    con: duckdb.DuckDBPyConnection,
+    slices: list[tuple[Path, str]],
+    *,
+    workers: int = 2,
+    max_bytes: int | None = DEFAULT_MAX_SLICE_BYTES,
+    on_done=None,
+) -> tuple[list[LoadResult], list[InputFormatError]]:
+    """Load ``slices`` ((path, slice name) pairs) with ``workers`` threads, each on its own cursor.
+
+    DuckDB parses one JSON document on one thread, so one slice at a time leaves the other
+    cores idle; here each thread parses and validates its slice in parallel and the commits
+    (one transaction per slice) take turns through a lock. Returns (loaded results in input
+    order, rejected slices' errors in input order); other exceptions propagate. ``on_done``
+    is called as ``on_done(index, result_or_error)`` as slices finish (progress logging).
+    """
+    ensure_mpd_tables(con)
+    lock = threading.Lock()
+    outcomes: list[LoadResult | InputFormatError | None] = [None] * len(slices)
+
+    def load(index: int) -> None:
+        path, name = slices[index]
+        cursor = con.cursor()
+        try:
+            outcome: LoadResult | InputFormatError = load_mpd_slice(
+                cursor, path, name, max_bytes=max_bytes, commit_lock=lock)
+        except InputFormatError as exc:
+            outcome = exc
+        finally:
+            cursor.close()
+        outcomes[index] = outcome
+        if on_done is not None:
+            with lock:
+                on_done(index, outcome)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(load, i) for i in range(len(slices))]:
+            future.result()
+    loaded = [o for o in outcomes if isinstance(o, LoadResult)]
+    failed = [o for o in outcomes if isinstance(o, InputFormatError)]
+    return loaded, failed
 
 
 # --------------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ class RawInputs(dg.ConfigurableResource):
     max_slice_bytes: int = Field(
         default=512 * 1024 * 1024, description="Reject MPD slice files larger than this many bytes."
     )
+    mpd_load_threads: int = Field(
+        default=0, ge=0, description="Slices parsed at once (DuckDB parses one JSON file on one thread); 0 = one per core."
+    )
 
     def msd_file(self, *names: str) -> Path | None:
         """The first of ``names`` that exists in ``msd_dir`` (plain or .gz), else None."""

@@ -14,6 +14,7 @@ from spotify_assets.ingest import (
     list_mpd_slices,
     load_entp_triplets,
     load_mpd_slice,
+    load_mpd_slices,
     load_msd_songs,
 )
 from spotify_assets_tests.conftest import snapshot
@@ -116,3 +117,38 @@ def test_song_data_csv_quoted_fields_and_line_endings(tmp_path: Path, con, crlf:
     load_msd_songs(con, unique_tracks=None, song_data=tmp_path / "song_data.csv")
     rows = con.execute("SELECT song_id, title, year FROM msd_songs ORDER BY song_id").fetchall()
     assert rows == [("SOAAAAAAAAAAAAAAAA", 'Hello, "World"', 2001), ("SOBBBBBBBBBBBBBBBB", "Plain", None)]
+
+
+def test_parallel_slice_loading_equals_sequential_and_never_admits_a_pid_twice(tiny_raw: Path, con, tmp_path: Path) -> None:
+    import duckdb
+
+    slices = list_mpd_slices(tiny_raw / "mpd")
+    for path in slices:
+        load_mpd_slice(con, path)
+    sequential = {t: snapshot(con, t) for t in ("mpd_playlists", "mpd_playlist_tracks")}
+    parallel_db = duckdb.connect(str(tmp_path / "parallel.duckdb"))
+    try:
+        order: list[int] = []
+        loaded, failed = load_mpd_slices(parallel_db, [(p, p.name) for p in slices], workers=3,
+                                         on_done=lambda i, outcome: order.append(i))
+        assert failed == [] and sorted(order) == list(range(len(slices)))
+        assert [r.notes["slice"] for r in loaded] == [p.name for p in slices]  # input order
+        for table, rows in sequential.items():
+            assert snapshot(parallel_db, table) == rows
+        # the same file under three other slice names, loaded at once into a fresh database:
+        # exactly one copy gets in, the others are rejected naming the clash
+        fresh = duckdb.connect(str(tmp_path / "clash.duckdb"))
+        copies = []
+        for start in (9000, 9250, 9500):
+            copy = tmp_path / f"mpd.slice.{start}-{start + 249}.json"
+            shutil.copyfile(slices[0], copy) if slices[0].suffix == ".json" else copy.write_bytes(
+                gzip.decompress(slices[0].read_bytes()))
+            copies.append((copy, copy.name))
+        loaded, failed = load_mpd_slices(fresh, copies, workers=3)
+        assert len(loaded) == 1 and len(failed) == 2
+        assert all("already loaded from slice" in str(exc) for exc in failed)
+        n_pids, n_distinct = fresh.execute("SELECT count(*), count(DISTINCT pid) FROM mpd_playlists").fetchall()[0]
+        assert n_pids == n_distinct == loaded[0].rows["mpd_playlists"]
+        fresh.close()
+    finally:
+        parallel_db.close()
