@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install dagster-home browser run test test-fast validate dev serve clean-data sample
+.PHONY: install dagster-home browser run test test-fast fuzz validate dev serve clean-data sample
 
 install: $(VENV)/.installed
 
@@ -32,9 +32,16 @@ run: install dagster-home
 browser:
 	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-## Install everything and run the whole test suite (what CI runs).
+## Install everything and run the whole test suite (what CI runs), then the fuzzers with a fixed budget.
 test: install dagster-home browser validate
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+	$(MAKE) fuzz FUZZ_EXAMPLES=$(CI_FUZZ_EXAMPLES)
+
+## Property-based fuzzing of the loaders and song keys with FUZZ_EXAMPLES examples per target.
+FUZZ_EXAMPLES ?= 2000
+CI_FUZZ_EXAMPLES ?= 300
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz -q spotify_assets_tests/test_fuzz.py
 
 ## The quick loop: skip tests marked slow.
 test-fast: install dagster-home
