@@ -67,6 +67,7 @@ def test_asset_graph_launch_and_metadata(ui) -> None:
 
             # 2. the other stages' groups show their key assets
             for group, asset in (("staging", "stg_playlists"), ("label", "liked_playlists"),
+                                 ("tracks", "track_embeddings"), ("serve", "playlist_index"),
                                  ("evaluate", "model_leaderboard")):
                 page.goto(f"{base}/locations/{LOCATION}/asset-groups/{group}")
                 expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=90_000)
