@@ -19,6 +19,8 @@ import duckdb
 import numpy as np
 from pydantic import Field
 
+from spotify_assets.atomic import fsync_dir, remove_stale_temps
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Ops tagged with this key touch the DuckDB file. DuckDB lets one process write (or
@@ -116,12 +118,14 @@ class ArtifactStore(dg.ConfigurableResource):
     def atomic_path(self, *parts: str) -> Iterator[Path]:
         """Yield a temporary path; on success it replaces ``path(*parts)`` atomically."""
         target = self.path(*parts)
+        remove_stale_temps(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             yield tmp
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
+            fsync_dir(target.parent)
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -185,9 +189,14 @@ class JsonIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(obj, sort_keys=True))
-        os.replace(tmp, path)
+        # per-process temp name: two processes writing one output never share a temp file
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        remove_stale_temps(path)
+        try:
+            tmp.write_text(json.dumps(obj, sort_keys=True))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load_input(self, context: dg.InputContext) -> object:
         return json.loads(self._path(context.upstream_output).read_text())

@@ -175,7 +175,45 @@ def _sizes(paths: list[Path]) -> list[tuple[str, int]]:
     return sizes
 
 
-WRITERS: dict[str, Writer] = {w.name: w for w in (DuckDBSliceWriter(), NpzWriter(), CheckpointWriter())}
+class AnnoyIndexWriter(Writer):
+    """serving.index.build_annoy: the index is saved to a temp name and renamed into place."""
+
+    name = "annoy_index"
+    n, dim = 60_000, 32  # ~10 MB index with 20 trees: a save takes long enough to be killed inside
+
+    def _vectors(self, round_: int):
+        import numpy as np
+
+        rng = np.random.default_rng(round_)
+        vectors = rng.normal(size=(self.n, self.dim)).astype(np.float32)
+        vectors[:, 0] = round_  # the round is readable back from any item
+        return vectors
+
+    def write(self, out: Path, round_: int) -> None:
+        from spotify_assets.serving.index import build_annoy
+
+        build_annoy(self._vectors(round_), out / "serve" / "index.ann", metric="euclidean", n_trees=20, seed=0)
+
+    def read(self, out: Path) -> object:
+        from spotify_assets.serving.index import load_annoy
+
+        index = load_annoy(out / "serve" / "index.ann", self.dim, "euclidean")
+        try:
+            if index.get_n_items() != self.n:
+                raise AssertionError(f"torn index: {index.get_n_items()} items")
+            first, last = index.get_item_vector(0)[0], index.get_item_vector(self.n - 1)[0]
+            if first != last:
+                raise AssertionError(f"items from two rounds: {first} vs {last}")
+            return int(first)
+        finally:
+            index.unload()
+
+    def temp_files(self, out: Path) -> list[Path]:
+        return sorted((out / "serve").glob(".index.ann.*.tmp"))
+
+
+WRITERS: dict[str, Writer] = {w.name: w for w in (DuckDBSliceWriter(), NpzWriter(), CheckpointWriter(),
+                                                  AnnoyIndexWriter())}
 
 
 def main(argv: list[str] | None = None) -> int:

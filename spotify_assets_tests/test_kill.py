@@ -184,6 +184,8 @@ def _kill_and_rerun(writer: Writer, tmp_path: Path, points: list[str]) -> list[d
     finally:
         rerun.kill()
     assert writer.read(out) == expected, "the re-run after kills differs from a clean run"
+    # the re-run removed the temp files the killed writers left behind
+    assert not [p for p in writer.temp_files(out) if p.suffix == ".tmp"]
     return events
 
 

@@ -63,7 +63,7 @@ def test_annoy_recall_against_exact_search(tmp_path, metric: str) -> None:
     items, queries = clustered(3000, 16, 3), clustered(200, 16, 4)
     path = tmp_path / "index.ann"
     seconds = build_annoy(items, path, metric=metric, n_trees=50, seed=0)
-    assert seconds > 0 and path.exists() and not list(tmp_path.glob("*.tmp-*"))
+    assert seconds > 0 and path.exists() and not list(tmp_path.glob(".*.tmp"))
     index = load_annoy(path, 16, metric)
     report, tried = tune_search_k(index, items, queries, metric, n_trees=50, k=10, target=0.95)
     assert report.queries == 200 and report.index_qps > 0 and report.exact_qps > 0

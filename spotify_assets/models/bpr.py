@@ -48,6 +48,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from spotify_assets.atomic import remove_stale_temps
 from spotify_assets.metrics import EvalBatch, metrics_from_tie_counts, sampled_tie_counts
 
 Optimizer = Literal["sgd", "sparse_adam", "adam"]
@@ -356,6 +357,7 @@ def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoc
         "epoch": int(epoch),
         "val_mrr": float(val_mrr),
     }
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(payload, tmp)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
+from spotify_assets.atomic import remove_stale_temps
+
 METRICS = ("dot", "angular", "euclidean")
 
 
@@ -44,7 +46,7 @@ def build_annoy(vectors: np.ndarray, path: Path, metric: str = "dot", n_trees: i
                 seed: int = 0, n_jobs: int = 1) -> float:
     """Build an Annoy index over ``vectors`` (float (n, d); item i = row i) and save it to ``path``.
 
-    The file appears atomically (written to ``path.tmp-<pid>``, then renamed), so a reader never
+    The file appears atomically (written to ``.<name>.<pid>.tmp``, then renamed), so a reader never
     sees half an index and a failed build leaves the previous one. ``n_jobs=1`` builds the
     same bytes for the same seed; ``n_jobs=-1`` uses every core, but Annoy then hands trees to
     threads as they free up, so two builds differ (same quality, different bytes).
@@ -67,7 +69,8 @@ def build_annoy(vectors: np.ndarray, path: Path, metric: str = "dot", n_trees: i
     seconds = time.perf_counter() - started
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    remove_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         index.save(str(tmp))
         index.unload()
