@@ -106,13 +106,18 @@ def test_search_excluding_skips_excluded_and_keeps_order(tmp_path) -> None:
     query = items[0]
     full = exact_top_k(items, query[None], 20, "dot")[0]
     excluded = full[:7]
-    ids, scores = search_excluding(index, query.tolist(), excluded, 5, -1, items.shape[0])
+    all_items = np.arange(400, dtype=np.int64)
+    ids, scores = search_excluding(index, query.tolist(), excluded, 5, -1, all_items)
     assert ids.size == 5 and not np.isin(ids, excluded).any()
     assert np.all(np.diff(scores) <= 1e-6)
     # excluding all but three items leaves exactly those three
     rest = np.setdiff1d(np.arange(400), [11, 22, 33])
-    ids, _ = search_excluding(index, query.tolist(), rest, 5, -1, 400)
+    ids, _ = search_excluding(index, query.tolist(), rest, 5, -1, all_items)
     assert sorted(ids.tolist()) == [11, 22, 33]
+    # an index over a subset answers in the subset's playlist ids
+    subset = np.arange(0, 800, 2, dtype=np.int64)  # index item i is playlist 2i
+    ids, _ = search_excluding(index, query.tolist(), np.array([subset[full[0]]]), 3, 10**6, subset)  # exhaustive
+    assert ids.tolist() == subset[full[1:4]].tolist()
 
 
 def test_popularity_fallback_skips_excluded() -> None:

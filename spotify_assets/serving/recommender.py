@@ -57,17 +57,20 @@ def popularity_fallback(popular: np.ndarray, popular_scores: np.ndarray, exclude
 
 
 def search_excluding(index, vector: list[float], excluded: np.ndarray, k: int, search_k: int,
-                     n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` items of ``index`` for ``vector`` that are not in ``excluded`` (int array).
+                     item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` items of ``index`` for ``vector`` whose ids are not in ``excluded`` (int array).
 
-    Asks for ``k + len(excluded)`` neighbours, so after dropping the excluded ones ``k`` are
-    left; Annoy can return fewer than asked when ``search_k`` is small, so the request grows
-    until enough are found or the catalogue is exhausted. Returns (ids int64, scores float32).
+    ``item_ids`` (int64, one per index item) maps index items to playlist ids: the index
+    holds only the playlists the model can rank. Asks for ``k + len(excluded)`` neighbours,
+    so after dropping the excluded ones ``k`` are left; Annoy can return fewer than asked when
+    ``search_k`` is small, so the request grows until enough are found or the index is
+    exhausted. Returns (playlist ids int64, scores float32), best first.
     """
+    n_items = item_ids.size
     want = min(k + excluded.size, n_items)
     while True:
-        ids, scores = index.get_nns_by_vector(vector, want, search_k=search_k, include_distances=True)
-        ids = np.asarray(ids, np.int64)
+        found, scores = index.get_nns_by_vector(vector, want, search_k=search_k, include_distances=True)
+        ids = item_ids[np.asarray(found, np.int64)]
         scores = np.asarray(scores, np.float32)
         keep = ~np.isin(ids, excluded)
         if keep.sum() >= k or want >= n_items:
@@ -97,6 +100,7 @@ class Recommender:
         self.cold: np.ndarray = bundle["cold_start"]
         self.popular: np.ndarray = bundle["popular"]
         self.popular_scores: np.ndarray = bundle["popular_scores"]
+        self.indexed_playlists: np.ndarray = bundle["indexed_playlists"]
         self.n_playlists = int(self.info["n_playlists"])
         index_info_file = folder.joinpath(*index_info_path(PLAYLIST_INDEX))
         if not index_info_file.exists():
@@ -124,7 +128,12 @@ class Recommender:
         if self.cold[user]:
             return popularity_fallback(self.popular, self.popular_scores, row, k)
         ids, scores = search_excluding(self.index, self.user_vectors[user].tolist(), row, k, self.search_k,
-                                       self.n_playlists)
+                                       self.indexed_playlists)
+        if ids.size < k:
+            # fewer rankable playlists than k are left: top up from the popularity list
+            extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
+                                        np.concatenate([row, ids]), k - ids.size)
+            ids, scores = np.concatenate([ids, extra.playlists]), np.concatenate([scores, extra.scores])
         return Recommendation(ids, scores, False)
 
     def cold_start_list(self, k: int = 5) -> Recommendation:

@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -99,6 +101,10 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     if playlists.num_rows != playlist_vectors.shape[0] or users.num_rows != user_vectors.shape[0]:
         raise dg.Failure(f"model has {user_vectors.shape[0]} users x {playlist_vectors.shape[0]} playlists but the "
                          f"dictionaries hold {users.num_rows} x {playlists.num_rows}: retrain the models")
+    # Playlists whose vector is all zeros (ALS gives them to playlists nobody likes in train)
+    # cannot be ranked by the model; as thousands of identical points they also wreck Annoy's
+    # tree splits. The index holds the others.
+    indexed = np.flatnonzero(np.abs(playlist_vectors[:, :-1] if model == "bpr" else playlist_vectors).sum(axis=1) > 0)
     bundle_id = hashlib.sha1(user_vectors.tobytes() + playlist_vectors.tobytes()
                              + excluded.indices.tobytes()).hexdigest()[:16]
     write_table(playlists, artifacts.path(*PLAYLISTS))
@@ -106,9 +112,11 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     path = artifacts.save_arrays(*BUNDLE, user_vectors=user_vectors, playlist_vectors=playlist_vectors,
                                  excluded_indptr=excluded.indptr.astype(np.int64),
                                  excluded=excluded.indices.astype(np.int64), cold_start=cold,
-                                 popular=popular, popular_scores=popularity[popular].astype(np.float32))
+                                 popular=popular, popular_scores=popularity[popular].astype(np.float32),
+                                 indexed_playlists=indexed.astype(np.int64))
     info = {"model": model, "chosen_by": reason, "bundle_id": bundle_id, "n_users": int(user_vectors.shape[0]),
-            "n_playlists": int(playlist_vectors.shape[0]), "dim": int(user_vectors.shape[1])}
+            "n_playlists": int(playlist_vectors.shape[0]), "indexed_playlists": int(indexed.size),
+            "dim": int(user_vectors.shape[1])}
     with artifacts.atomic_path(*BUNDLE_INFO) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
     context.log.info(f"serving {model} ({reason}); {cold.sum()} of {cold.size} users on the cold-start path")
@@ -122,6 +130,7 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
         "playlists": int(playlist_vectors.shape[0]),
         "vector_dim": int(user_vectors.shape[1]),
         "cold_start_users": int(cold.sum()),
+        "indexed_playlists": int(indexed.size),
         "excluded_pairs": int(excluded.nnz),
         "seconds": round(time.perf_counter() - started, 3),
     })
@@ -203,7 +212,7 @@ def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artif
     search for a seeded sample of users."""
     bundle = artifacts.load_arrays(*BUNDLE)
     info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
-    users, items = bundle["user_vectors"], bundle["playlist_vectors"]
+    users, items = bundle["user_vectors"], bundle["playlist_vectors"][bundle["indexed_playlists"]]
     queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x1DE7)]
     metadata, report = _build_and_measure(context, artifacts, PLAYLIST_INDEX, items, queries, "dot", config,
                                           settings.seed)
@@ -243,6 +252,7 @@ def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts
 
 class RecommendationsConfig(dg.Config):
     k: int = Field(default=5, ge=1, le=100, description="Playlists recommended per user.")
+    threads: int = Field(default=0, ge=0, description="Query threads; 0 = one per core.")
 
 
 @dg.asset(
@@ -261,11 +271,18 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     started = time.perf_counter()
     rec = Recommender(Path(artifacts.root))
     n_users, k = len(rec.user_ids), config.k
-    lists = []
-    for user in range(n_users):  # Annoy answers one query per call
-        lists.append(rec.recommend_index(user, k))
-        if (user + 1) % 20000 == 0:
-            context.log.info(f"{user + 1}/{n_users} users ({(user + 1) / (time.perf_counter() - started):,.0f}/s)")
+    # Annoy answers one query per call and releases the GIL while searching: one thread per core.
+    chunks = np.array_split(np.arange(n_users), max(1, min(n_users, 64)))
+    done = [0]
+
+    def run(chunk: np.ndarray) -> list:
+        out = [rec.recommend_index(int(u), k) for u in chunk]
+        done[0] += chunk.size
+        context.log.info(f"{done[0]}/{n_users} users ({done[0] / (time.perf_counter() - started):,.0f}/s)")
+        return out
+
+    with ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 1) as pool:
+        lists = [r for part in pool.map(run, chunks) for r in part]
     lengths = np.array([r.playlists.size for r in lists], np.int64)
     uid = np.repeat(np.arange(n_users, dtype=np.int64), lengths)
     playlist_idx = np.concatenate([r.playlists for r in lists]) if lists else np.empty(0, np.int64)
