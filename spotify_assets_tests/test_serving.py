@@ -244,3 +244,27 @@ def test_feedback_triplets_take_the_first_negatives() -> None:
                           np.array([1, 2, 3, 9]), per_positive=2)
     assert t.tolist() == [[5, 50, 1], [5, 50, 2], [7, 70, 9]]
     assert feedback_triplets(np.empty(0), np.empty(0), np.array([0]), np.empty(0), 4).shape == (0, 3)
+
+
+def test_exact_top_k_excluding_matches_a_per_user_sort() -> None:
+    import scipy.sparse as sp
+
+    from spotify_assets.serving.recommender import exact_top_k_excluding
+
+    rng = np.random.default_rng(3)
+    users, items = rng.normal(size=(40, 6)).astype(np.float32), rng.normal(size=(30, 6)).astype(np.float32)
+    item_ids = np.sort(rng.choice(50, size=30, replace=False)).astype(np.int64)  # index over a subset
+    excluded = sp.random(40, 50, density=0.3, format="csr", random_state=4)
+    excluded.data[:] = 1
+    excluded[7] = 0  # a user with nothing excluded
+    excluded = sp.csr_matrix(excluded)
+    excluded[9, item_ids[:28]] = 1  # only two rankable playlists left
+    excluded = sp.csr_matrix(excluded)
+    ids, scores = exact_top_k_excluding(users, items, item_ids, excluded, np.arange(40), 5, block=7)
+    for u in range(40):
+        banned = set(excluded[u].indices.tolist())
+        ranked = sorted(((-float(users[u] @ items[j]), int(item_ids[j])) for j in range(30)
+                         if int(item_ids[j]) not in banned))[:5]
+        expected = [p for _, p in ranked]
+        assert ids[u][ids[u] >= 0].tolist() == expected, u
+    assert (ids[9] >= 0).sum() == 2 and np.isneginf(scores[9][2:]).all()

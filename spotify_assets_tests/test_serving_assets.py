@@ -341,3 +341,22 @@ def test_service_keeps_answering_while_the_pipeline_rewrites_the_bundle(served, 
     finally:
         done.set()
         _stop(process)
+
+
+def test_exact_and_index_paths_agree(served) -> None:
+    from spotify_assets.serving.recommender import Recommender
+
+    data_dir, _ = served
+    by_index, exact = Recommender(data_dir / "artifacts"), Recommender(data_dir / "artifacts")
+    by_index.use_index, exact.use_index = True, False
+    users = np.arange(len(exact.user_ids))
+    a, b = by_index.recommend_many(users, 5), exact.recommend_many(users, 5)
+    warm = [u for u in users if not exact.cold[u]]
+    assert warm
+    overlap = np.mean([len(set(a[u].playlists.tolist()) & set(b[u].playlists.tolist())) / 5 for u in warm])
+    assert overlap >= 0.9
+    for u in warm:
+        row = exact.excluded.indices[exact.excluded.indptr[u]:exact.excluded.indptr[u + 1]]
+        assert b[u].playlists.size == 5 and not np.isin(b[u].playlists, row).any()
+        assert np.all(np.diff(b[u].scores) <= 1e-6)
+    assert all(a[u].cold_start and b[u].cold_start for u in users if exact.cold[u])

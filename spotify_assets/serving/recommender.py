@@ -79,6 +79,42 @@ def search_excluding(index, vector: list[float], excluded: np.ndarray, k: int, s
         search_k = -1 if search_k < 0 else 2 * search_k
 
 
+def exact_top_k_excluding(user_vectors: np.ndarray, item_vectors: np.ndarray, item_ids: np.ndarray,
+                          excluded: sp.csr_matrix, users: np.ndarray, k: int, block: int = 512
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` by inner product for ``users`` (int64 (n,)), excluded playlists skipped.
+
+    user_vectors : float32 (n_users, d); item_vectors : float32 (n_items, d) with playlist ids
+    ``item_ids`` (int64 (n_items,)); excluded : (n_users, n_playlists) CSR. Returns playlist ids
+    int64 (n, k) and scores float32 (n, k), best first (ties by lower id); -1 / -inf pad rows
+    with fewer than ``k`` rankable playlists. Users go in blocks of ``block`` (memory
+    ``block * n_items`` floats).
+    """
+    n_items = item_ids.size
+    kk = min(k, n_items)
+    position = np.full(excluded.shape[1], -1, np.int64)
+    position[item_ids] = np.arange(n_items)
+    out_ids = np.full((users.size, k), -1, np.int64)
+    out_scores = np.full((users.size, k), -np.inf, np.float32)
+    for start in range(0, users.size, block):
+        rows = users[start:start + block]
+        scores = user_vectors[rows] @ item_vectors.T
+        sub = excluded[rows]
+        cols = position[sub.indices]
+        r = np.repeat(np.arange(rows.size), np.diff(sub.indptr))
+        hit = cols >= 0
+        scores[r[hit], cols[hit]] = -np.inf
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -part_scores), axis=1)
+        best = np.take_along_axis(part, order, axis=1)
+        best_scores = np.take_along_axis(part_scores, order, axis=1)
+        found = np.isfinite(best_scores)
+        out_ids[start:start + rows.size, :kk] = np.where(found, item_ids[best], -1)
+        out_scores[start:start + rows.size, :kk] = best_scores
+    return out_ids, out_scores
+
+
 class Recommender:
     """Loaded serving bundle: ``recommend_indices`` by dense index, ``recommend`` by public ids."""
 
@@ -111,6 +147,11 @@ class Recommender:
             raise StaleIndexError(f"playlist index was built for bundle {self.index_info['bundle_id']}, "
                                   f"the bundle is {self.info['bundle_id']}: materialize playlist_index")
         self.search_k = int(self.index_info["search_k"] if search_k is None else search_k)
+        # Annoy is used when, at the recall it was tuned to, it answers faster than exact
+        # scoring; dot-product search over skewed factor norms can need a near-exhaustive
+        # search_k, and then a matrix-vector product is the faster exact answer.
+        self.use_index = bool(self.index_info.get("index_faster_than_exact", True))
+        self.item_vectors: np.ndarray = bundle["playlist_vectors"][bundle["indexed_playlists"]]
         self.index = load_annoy(folder.joinpath(*PLAYLIST_INDEX), self.user_vectors.shape[1],
                                 self.index_info["metric"])
         playlists = pq.read_table(folder.joinpath(*PLAYLISTS))
@@ -127,14 +168,42 @@ class Recommender:
         row = self.excluded.indices[self.excluded.indptr[user]:self.excluded.indptr[user + 1]].astype(np.int64)
         if self.cold[user]:
             return popularity_fallback(self.popular, self.popular_scores, row, k)
-        ids, scores = search_excluding(self.index, self.user_vectors[user].tolist(), row, k, self.search_k,
-                                       self.indexed_playlists)
+        if self.use_index:
+            ids, scores = search_excluding(self.index, self.user_vectors[user].tolist(), row, k, self.search_k,
+                                           self.indexed_playlists)
+        else:
+            ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
+                                                self.excluded, np.array([user]), k)
+            ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
         if ids.size < k:
             # fewer rankable playlists than k are left: top up from the popularity list
             extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
                                         np.concatenate([row, ids]), k - ids.size)
             ids, scores = np.concatenate([ids, extra.playlists]), np.concatenate([scores, extra.scores])
         return Recommendation(ids, scores, False)
+
+    def recommend_many(self, users: np.ndarray, k: int = 5) -> list[Recommendation]:
+        """:meth:`recommend_index` for many dense users; exact scoring runs block-wise."""
+        if self.use_index:
+            return [self.recommend_index(int(u), k) for u in users]
+        users = np.asarray(users, np.int64)
+        warm = users[~self.cold[users]]
+        ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
+                                            self.excluded, warm, k)
+        by_user = {int(u): (i[i >= 0], sc[i >= 0]) for u, i, sc in zip(warm.tolist(), ids, scores)}
+        out = []
+        for u in users.tolist():
+            if u not in by_user:
+                out.append(self.recommend_index(u, k))  # cold: the popularity list
+                continue
+            got, got_scores = by_user[u]
+            if got.size < k:
+                row = self.excluded.indices[self.excluded.indptr[u]:self.excluded.indptr[u + 1]].astype(np.int64)
+                extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
+                                            np.concatenate([row, got]), k - got.size)
+                got, got_scores = np.concatenate([got, extra.playlists]), np.concatenate([got_scores, extra.scores])
+            out.append(Recommendation(got, got_scores, False))
+        return out
 
     def cold_start_list(self, k: int = 5) -> Recommendation:
         """The popularity list an unknown user gets."""
