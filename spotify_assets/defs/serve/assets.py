@@ -170,6 +170,11 @@ def _recall_check(asset: str, report) -> dg.AssetCheckResult:
         metadata={"recall_at_10": round(report.recall, 4), "queries": report.queries})
 
 
+def _recall_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec("recall_at_10_vs_exact", asset=asset, blocking=True,
+                             description=f"Annoy's recall@10 against exact search is at least {RECALL_FLOOR}.")
+
+
 def _query_sample(cold: np.ndarray, n: int, seed: int, stream: int) -> np.ndarray:
     """Seeded sample of users the index serves: not cold (cold users get the popularity list, and
     their never-trained vectors are zeros or noise whose neighbours are ties)."""
@@ -181,7 +186,10 @@ def _query_sample(cold: np.ndarray, n: int, seed: int, stream: int) -> np.ndarra
 
 
 def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str], items: np.ndarray,
-                       queries: np.ndarray, metric: str, config: IndexConfig, seed: int) -> tuple[dict, object]:
+                       queries: np.ndarray, metric: str, config: IndexConfig, seed: int,
+                       **info: object) -> tuple[dict, object]:
+    """Build, tune/measure recall, then write the index's .json (metric, settings, recall, speeds,
+    ``info``) last: the service reloads when it changes."""
     path = artifacts.path(*parts)
     seconds = build_annoy(items, path, metric=metric, n_trees=config.n_trees, seed=seed, n_jobs=config.build_threads)
     index = load_annoy(path, items.shape[1], metric)
@@ -194,6 +202,12 @@ def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str]
     index.unload()
     context.log.info(f"{parts[-1]}: {items.shape[0]} items in {seconds:.2f}s, recall@10 {report.recall:.4f}, "
                      f"{report.index_qps:,.0f} q/s vs exact {report.exact_qps:,.0f} q/s")
+    with artifacts.atomic_path(*index_info_path(parts)) as tmp:
+        tmp.write_text(json.dumps({
+            **info, "metric": metric, "dim": int(items.shape[1]), "n_trees": config.n_trees,
+            "search_k": report.search_k, "recall_at_10": report.recall, "annoy_qps": report.index_qps,
+            "exact_qps": report.exact_qps, "index_faster_than_exact": bool(report.index_qps >= report.exact_qps),
+        }, indent=2))
     metadata = _index_metadata(path, seconds, items.shape[0], metric, config, report)
     metadata["search_k_tuning"] = dg.MetadataValue.md(markdown_table(
         [{"search_k": r.search_k, "recall@10": round(r.recall, 4), "queries/s": round(r.index_qps)} for r in tried]))
@@ -202,8 +216,7 @@ def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str]
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[dg.AssetCheckSpec("recall_at_10_vs_exact", asset="playlist_index", blocking=True,
-                                   description=f"Annoy's recall@10 against exact search is at least {RECALL_FLOOR}.")],
+    check_specs=[_recall_spec("playlist_index")],
 )
 def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                    settings: PipelineSettings) -> dg.MaterializeResult:
@@ -214,23 +227,16 @@ def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artif
     info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
     users, items = bundle["user_vectors"], bundle["playlist_vectors"][bundle["indexed_playlists"]]
     queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x1DE7)]
+    # the service uses the index only with the bundle it was built from
     metadata, report = _build_and_measure(context, artifacts, PLAYLIST_INDEX, items, queries, "dot", config,
-                                          settings.seed)
-    # Written last: the service reloads when this file changes, and only if bundle ids agree.
-    with artifacts.atomic_path(*index_info_path(PLAYLIST_INDEX)) as tmp:
-        tmp.write_text(json.dumps({"bundle_id": info["bundle_id"], "metric": "dot", "dim": int(items.shape[1]),
-                                   "n_trees": config.n_trees, "search_k": report.search_k,
-                                   "recall_at_10": report.recall, "annoy_qps": report.index_qps,
-                                   "exact_qps": report.exact_qps,
-                                   "index_faster_than_exact": bool(report.index_qps >= report.exact_qps)}, indent=2))
+                                          settings.seed, bundle_id=info["bundle_id"])
     return dg.MaterializeResult(metadata={"model": info["model"], **metadata},
                                 check_results=[_recall_check("playlist_index", report)])
 
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[dg.AssetCheckSpec("recall_at_10_vs_exact", asset="user_index", blocking=True,
-                                   description=f"Annoy's recall@10 against exact search is at least {RECALL_FLOOR}.")],
+    check_specs=[_recall_spec("user_index")],
 )
 def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                settings: PipelineSettings) -> dg.MaterializeResult:
@@ -243,11 +249,7 @@ def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts
         users = users[:, :-1]  # drop the constant column that carries the playlist bias
     queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x05E4)]
     metadata, report = _build_and_measure(context, artifacts, USER_INDEX, users, queries, "angular", config,
-                                          settings.seed)
-    with artifacts.atomic_path(*index_info_path(USER_INDEX)) as tmp:
-        tmp.write_text(json.dumps({"bundle_id": info["bundle_id"], "metric": "angular", "dim": int(users.shape[1]),
-                                   "n_trees": config.n_trees, "search_k": report.search_k,
-                                   "recall_at_10": report.recall}, indent=2))
+                                          settings.seed, bundle_id=info["bundle_id"])
     return dg.MaterializeResult(metadata={"model": info["model"], **metadata},
                                 check_results=[_recall_check("user_index", report)])
 
@@ -350,8 +352,7 @@ def recommendations_valid(uid: np.ndarray, playlist_idx: np.ndarray, lengths: np
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["track_embeddings"],
-    check_specs=[dg.AssetCheckSpec("recall_at_10_vs_exact", asset="track_index", blocking=True,
-                                   description=f"Annoy's recall@10 against exact search is at least {RECALL_FLOOR}.")],
+    check_specs=[_recall_spec("track_index")],
 )
 def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                 settings: PipelineSettings) -> dg.MaterializeResult:
@@ -365,7 +366,4 @@ def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifact
                                          replace=False))]
     metadata, report = _build_and_measure(context, artifacts, TRACK_INDEX, vectors, queries, "angular", config,
                                           settings.seed)
-    with artifacts.atomic_path(*index_info_path(TRACK_INDEX)) as tmp:
-        tmp.write_text(json.dumps({"metric": "angular", "dim": int(vectors.shape[1]), "n_trees": config.n_trees,
-                                   "search_k": report.search_k, "recall_at_10": report.recall}, indent=2))
     return dg.MaterializeResult(metadata=metadata, check_results=[_recall_check("track_index", report)])
