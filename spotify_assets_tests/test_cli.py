@@ -129,12 +129,14 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
     assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
     for artifact in ("label/labels.npz", "split/bpr_triplets.npz", "split/eval_batches.npz"):
         assert (data_dir / "artifacts" / artifact).exists(), artifact
-    # train_job (small settings) and serve_job on top of the prepared splits
+    # train_job (small settings, track models included) and serve_job on top of the prepared splits
     config = tmp_path / "train.yaml"
     config.write_text(json.dumps({"ops": {
         "bpr_sweep": {"config": {"dims": [8], "lrs": [0.1], "max_epochs": 2}},
         "bpr_model": {"config": {"max_epochs": 3}},
         "als_model": {"config": {"factors": [8], "alphas": [10.0], "iterations": 3}},
+        # tiny has 500 playlists: embed tracks seen 3+ times
+        "track_embeddings": {"config": {"min_count": 3, "compare_ppmi_svd": False, "epochs": 3}},
     }}))
     for job, extra in (("train_job", ["-c", str(config)]), ("serve_job", [])):
         run = subprocess.run(
@@ -146,6 +148,7 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
         assert con.execute("SELECT count(DISTINCT model) FROM model_leaderboard").fetchall()[0][0] == 6
         n_users, n_rows = con.execute("SELECT count(DISTINCT uid), count(*) FROM recommendations").fetchall()[0]
     assert n_rows == 5 * n_users > 0
+    assert (data_dir / "artifacts" / "serve" / "track_index.ann").exists()
     single = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "spotify_assets.definitions", "--select", "msd_songs"],
         env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,

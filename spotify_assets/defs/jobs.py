@@ -45,23 +45,25 @@ prepare_job = dg.define_asset_job(
 
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups("train", "evaluate"),
-    description="Retrain BPR, KNN, ALS and popularity on the current splits and rebuild the leaderboard.",
+    selection=dg.AssetSelection.groups("train", "evaluate", "tracks"),
+    description="Retrain BPR, KNN, ALS and popularity on the current splits and rebuild the leaderboard; "
+    "retrain the track models (item2vec, similar tracks, duplicates, continuation evaluation).",
     executor_def=pipeline_executor,
 )
 
 serve_job = dg.define_asset_job(
     "serve_job",
     selection=dg.AssetSelection.groups("serve"),
-    description="Pick the serving model from the leaderboard, build the Annoy indexes (recall measured) and "
-    "write every user's top-5 recommendations.",
+    description="Pick the serving model from the leaderboard, build the Annoy indexes (playlists, users, tracks; "
+    "recall measured) and write every user's top-5 recommendations.",
     executor_def=pipeline_executor,
 )
 
 feedback_retrain_job = dg.define_asset_job(
     "feedback_retrain_job",
-    selection=dg.AssetSelection.assets("feedback_positives", "bpr_triplets")
-    | dg.AssetSelection.groups("train", "evaluate", "serve"),
+    # feedback does not touch the track models, so their index is left as it is
+    selection=(dg.AssetSelection.assets("feedback_positives", "bpr_triplets")
+               | dg.AssetSelection.groups("train", "evaluate", "serve")) - dg.AssetSelection.assets("track_index"),
     description="Fold new feedback into the training positives, retrain every model, rebuild the leaderboard, "
     "the indexes and the recommendations (what feedback_retrain_sensor launches).",
     executor_def=pipeline_executor,
