@@ -64,6 +64,11 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None,
 def dagster_servers(env: dict[str, str], logs: Path, daemon: bool = True):
     """Run ``dagster-webserver`` (and ``dagster-daemon run``) for the project; yield the base URL."""
     logs.mkdir(parents=True, exist_ok=True)
+    # Create the instance's SQLite storages once, before two processes race to create them:
+    # started together on a fresh DAGSTER_HOME, both stamp the schema and the loser's code
+    # server fails with "alembic_version has more than one head" (seen in CI).
+    subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+                   env=env, check=True, timeout=120, capture_output=True)
     port = free_port()
     processes: list[subprocess.Popen] = []
     try:
