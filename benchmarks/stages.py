@@ -75,6 +75,7 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "bpr_dim": {"default": 128},
     "bpr_batch_size": {"default": 2048},
     "label_block_size": {"default": 512},
+    "ingest_threads": {"default": 0},  # 0 = one per core
     # user shards labelled in parallel processes, as the pipeline's label_shard steps run
     "label_shards": {"tiny": 1, "default": 2},
     "knn_k": {"default": 100},
@@ -208,7 +209,7 @@ def ingest_ours(ctx: StageContext) -> Measurement:
     slice), then ENTP and MSD, into a fresh ``warehouse.duckdb``."""
     import duckdb
 
-    from spotify_assets.ingest import list_mpd_slices, load_entp_triplets, load_mpd_slice, load_msd_songs
+    from spotify_assets.ingest import list_mpd_slices, load_entp_triplets, load_mpd_slices, load_msd_songs
 
     database = ctx.work / "warehouse.duckdb"
     for path in (database, database.with_name(database.name + ".wal")):
@@ -221,14 +222,25 @@ def ingest_ours(ctx: StageContext) -> Measurement:
         clock = _timer()
         tracks = playlists = mpd_bytes = 0
         last = 0.0
-        for index, path in enumerate(slices, start=1):
-            result = load_mpd_slice(con, path)
+        done = [0]
+
+        def progress(index: int, result) -> None:
+            nonlocal tracks, playlists, mpd_bytes, last
+            if isinstance(result, Exception):
+                raise result
+            done[0] += 1
             tracks += result.rows["mpd_playlist_tracks"]
             playlists += result.rows["mpd_playlists"]
             mpd_bytes += result.input_bytes
-            if clock() - last > 10 or index == len(slices):
+            if clock() - last > 10 or done[0] == len(slices):
                 last = clock()
-                ctx.log(f"{index}/{len(slices)} slices, {tracks:,} track rows, {mpd_bytes / 1e6 / last:.0f} MB/s")
+                ctx.log(f"{done[0]}/{len(slices)} slices, {tracks:,} track rows, {mpd_bytes / 1e6 / last:.0f} MB/s")
+
+        # as the ingest asset does: one parsing thread per core, commits serialized
+        threads = int(ctx.option("ingest_threads")) or os.cpu_count() or 1
+        _, rejected = load_mpd_slices(con, [(p, p.name) for p in slices], workers=threads, on_done=progress)
+        if rejected:
+            raise rejected[0]
         mpd_seconds = clock()
         entp = load_entp_triplets(con, _entp_file(ctx.raw))
         msd = load_msd_songs(con, unique_tracks=_msd_file(ctx.raw, "unique_tracks.txt"),
@@ -238,10 +250,10 @@ def ingest_ours(ctx: StageContext) -> Measurement:
     finally:
         con.close()
     return Measurement(
-        ctx.stage, "ours", "ours", "DuckDB read_json per slice, validated, one transaction per slice",
+        ctx.stage, "ours", "ours", f"DuckDB read_json per slice on {threads} threads, validated, one transaction per slice",
         "MPD track rows", tracks, tracks + playlists, mpd_seconds, _rate(tracks, mpd_seconds), "cpu",
         metrics={"mpd_bytes": mpd_bytes, "mpd_mb_per_s": round(mpd_bytes / 1e6 / max(mpd_seconds, 1e-9), 2),
-                 "slices": len(slices), "playlists": playlists,
+                 "slices": len(slices), "playlists": playlists, "threads": threads,
                  "entp_rows": entp.rows["entp_listens"], "entp_seconds": round(entp.seconds, 3),
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
                  "msd_rows": msd.rows["msd_songs"], "msd_seconds": round(msd.seconds, 3),
