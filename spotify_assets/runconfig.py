@@ -14,11 +14,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pydantic
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+from dagster._core.definitions.executor_definition import MULTI_PROC_CONFIG, multiple_process_executor_requirements
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.multiprocess import MultiprocessExecutor
-from dagster._core.definitions.executor_definition import MULTI_PROC_CONFIG
 
 
 def config_class(op_def: dg.OpDefinition) -> type[dg.Config] | None:

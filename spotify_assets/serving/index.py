@@ -108,11 +108,20 @@ def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int, metric: str = "d
         scores = queries[start:start + block] @ items.T
         if sq_norms is not None:
             scores = 2 * scores - sq_norms  # -|q - x|^2 + |q|^2, same order per query
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=1)
-        out[start:start + block] = np.take_along_axis(part, order, axis=1)
+        out[start:start + block] = top_k_per_row(scores, k)[0]
     return out
+
+
+def top_k_per_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column ids and scores of each row's ``k`` largest entries, best first, ties by lower id.
+
+    scores : float (n_rows, n_cols) with ``1 <= k <= n_cols``. Returns int64 (n_rows, k) and
+    the matching scores; a partition, then a sort of only the ``k`` survivors per row.
+    """
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from spotify_assets.serving.index import load_annoy
+from spotify_assets.serving.index import load_annoy, top_k_per_row
 
 SERVE = "serve"
 BUNDLE = (SERVE, "serving_model.npz")
@@ -104,11 +103,7 @@ def exact_top_k_excluding(user_vectors: np.ndarray, item_vectors: np.ndarray, it
         r = np.repeat(np.arange(rows.size), np.diff(sub.indptr))
         hit = cols >= 0
         scores[r[hit], cols[hit]] = -np.inf
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=1)
-        best = np.take_along_axis(part, order, axis=1)
-        best_scores = np.take_along_axis(part_scores, order, axis=1)
+        best, best_scores = top_k_per_row(scores, kk)
         found = np.isfinite(best_scores)
         out_ids[start:start + rows.size, :kk] = np.where(found, item_ids[best], -1)
         out_scores[start:start + rows.size, :kk] = best_scores
@@ -116,7 +111,8 @@ def exact_top_k_excluding(user_vectors: np.ndarray, item_vectors: np.ndarray, it
 
 
 class Recommender:
-    """Loaded serving bundle: ``recommend_indices`` by dense index, ``recommend`` by public ids."""
+    """Loaded serving bundle: ``recommend_index`` / ``recommend_many`` by dense index,
+    ``recommend`` by public ids."""
 
     def __init__(self, artifacts_dir: Path, search_k: int | None = None):
         folder = Path(artifacts_dir)
@@ -162,10 +158,22 @@ class Recommender:
         self.user_ids = user_ids
         self.user_to_index = dict(zip(user_ids, range(len(user_ids))))
 
+    def _excluded_row(self, user: int) -> np.ndarray:
+        return self.excluded.indices[self.excluded.indptr[user]:self.excluded.indptr[user + 1]].astype(np.int64)
+
+    def _topped_up(self, user: int, ids: np.ndarray, scores: np.ndarray, k: int) -> Recommendation:
+        """``ids`` (best first) of a warm user; when fewer than ``k`` rankable playlists are left,
+        the rest come from the popularity list (score 0)."""
+        if ids.size < k:
+            extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
+                                        np.concatenate([self._excluded_row(user), ids]), k - ids.size)
+            ids, scores = np.concatenate([ids, extra.playlists]), np.concatenate([scores, extra.scores])
+        return Recommendation(ids, scores, False)
+
     def recommend_index(self, user: int, k: int = 5) -> Recommendation:
         """Top ``k`` playlists for dense user ``user``: index search minus train likes, owned and
         feedback-liked playlists; users without any of those (cold) get the popularity list."""
-        row = self.excluded.indices[self.excluded.indptr[user]:self.excluded.indptr[user + 1]].astype(np.int64)
+        row = self._excluded_row(user)
         if self.cold[user]:
             return popularity_fallback(self.popular, self.popular_scores, row, k)
         if self.use_index:
@@ -175,12 +183,7 @@ class Recommender:
             ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
                                                 self.excluded, np.array([user]), k)
             ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
-        if ids.size < k:
-            # fewer rankable playlists than k are left: top up from the popularity list
-            extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
-                                        np.concatenate([row, ids]), k - ids.size)
-            ids, scores = np.concatenate([ids, extra.playlists]), np.concatenate([scores, extra.scores])
-        return Recommendation(ids, scores, False)
+        return self._topped_up(user, ids, scores, k)
 
     def recommend_many(self, users: np.ndarray, k: int = 5) -> list[Recommendation]:
         """:meth:`recommend_index` for many dense users; exact scoring runs block-wise."""
@@ -190,20 +193,10 @@ class Recommender:
         warm = users[~self.cold[users]]
         ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
                                             self.excluded, warm, k)
-        by_user = {int(u): (i[i >= 0], sc[i >= 0]) for u, i, sc in zip(warm.tolist(), ids, scores)}
-        out = []
-        for u in users.tolist():
-            if u not in by_user:
-                out.append(self.recommend_index(u, k))  # cold: the popularity list
-                continue
-            got, got_scores = by_user[u]
-            if got.size < k:
-                row = self.excluded.indices[self.excluded.indptr[u]:self.excluded.indptr[u + 1]].astype(np.int64)
-                extra = popularity_fallback(self.popular, np.zeros(self.popular.size, np.float32),
-                                            np.concatenate([row, got]), k - got.size)
-                got, got_scores = np.concatenate([got, extra.playlists]), np.concatenate([got_scores, extra.scores])
-            out.append(Recommendation(got, got_scores, False))
-        return out
+        by_user = {int(u): self._topped_up(int(u), i[i >= 0], sc[i >= 0], k)
+                   for u, i, sc in zip(warm.tolist(), ids, scores)}
+        # cold users are not in by_user: recommend_index serves them the popularity list
+        return [by_user[u] if u in by_user else self.recommend_index(u, k) for u in users.tolist()]
 
     def cold_start_list(self, k: int = 5) -> Recommendation:
         """The popularity list an unknown user gets."""
@@ -228,13 +221,3 @@ class Recommender:
             })
         return out
 
-
-def write_table(table: pa.Table, path: Path) -> None:
-    """Parquet written to a temp file and renamed (readers never see a partial file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pq.write_table(table, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

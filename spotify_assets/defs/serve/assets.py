@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
@@ -28,7 +29,6 @@ from spotify_assets.serving.recommender import (
     USERS,
     Recommender,
     index_info_path,
-    write_table,
 )
 
 SERVE_GROUP = "serve"
@@ -107,8 +107,9 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     indexed = np.flatnonzero(np.abs(playlist_vectors[:, :-1] if model == "bpr" else playlist_vectors).sum(axis=1) > 0)
     bundle_id = hashlib.sha1(user_vectors.tobytes() + playlist_vectors.tobytes()
                              + excluded.indices.tobytes()).hexdigest()[:16]
-    write_table(playlists, artifacts.path(*PLAYLISTS))
-    write_table(users, artifacts.path(*USERS))
+    for parts, table in ((PLAYLISTS, playlists), (USERS, users)):
+        with artifacts.atomic_path(*parts) as tmp:
+            pq.write_table(table, tmp)
     path = artifacts.save_arrays(*BUNDLE, user_vectors=user_vectors, playlist_vectors=playlist_vectors,
                                  excluded_indptr=excluded.indptr.astype(np.int64),
                                  excluded=excluded.indices.astype(np.int64), cold_start=cold,
