@@ -68,6 +68,18 @@ class StageContext:
             return self.options[name]
         return DEFAULT_OPTIONS[name].get(self.scale, DEFAULT_OPTIONS[name]["default"])
 
+    def duckdb(self):
+        """The stage's DuckDB warehouse connection, with the ``duckdb_memory_limit`` option
+        applied (spilling to ``work/duckdb_tmp``)."""
+        import duckdb
+
+        con = duckdb.connect(str(self.work / "warehouse.duckdb"))
+        limit = str(self.option("duckdb_memory_limit") or "")
+        if limit:
+            con.execute("SET memory_limit = ?", [limit])
+            con.execute("SET temp_directory = ?", [str(self.work / "duckdb_tmp")])
+        return con
+
 
 #: Per-scale defaults of the stage options (``--bpr-triplets`` etc. override them).
 DEFAULT_OPTIONS: dict[str, dict] = {
@@ -75,6 +87,12 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "bpr_dim": {"default": 128},
     "bpr_batch_size": {"default": 2048},
     "label_block_size": {"default": 512},
+    # per-user cap on hard-negative candidates (0 = the exact top-20% pool). At full scale the
+    # exact pool is ~4,400 playlists per user (~18 GB of int32 for 1M users); the cap keeps a
+    # seeded uniform subset, as the label asset's max_hard_candidates does.
+    "label_max_hard": {"full": 256, "default": 0},
+    # DuckDB memory_limit for ingest and match (spills to work/duckdb_tmp beyond it); "" = DuckDB's default
+    "duckdb_memory_limit": {"full": "8GB", "default": ""},
     "ingest_threads": {"default": 0},  # 0 = one per core
     # user shards labelled in parallel processes, as the pipeline's label_shard steps run
     "label_shards": {"tiny": 1, "default": 2},
@@ -217,7 +235,7 @@ def ingest_ours(ctx: StageContext) -> Measurement:
     slices = list_mpd_slices(ctx.raw / "mpd")
     if not slices:
         raise FileNotFoundError(f"no MPD slices in {ctx.raw / 'mpd'}")
-    con = duckdb.connect(str(database))
+    con = ctx.duckdb()
     try:
         clock = _timer()
         tracks = playlists = mpd_bytes = 0
@@ -309,7 +327,7 @@ def match_ours(ctx: StageContext) -> Measurement:
     from spotify_assets.metadata import replace_tables
     from spotify_assets.sqlmodels import materialize_model
 
-    con = duckdb.connect(str(ctx.work / "warehouse.duckdb"))
+    con = ctx.duckdb()
     try:
         listens = con.execute("SELECT count(*) FROM entp_listens").fetchall()[0][0]
         track_rows = con.execute("SELECT count(*) FROM mpd_playlist_tracks").fetchall()[0][0]
@@ -369,13 +387,14 @@ def label_ours(ctx: StageContext) -> Measurement:
             ctx.log(f"{done:,}/{total:,} users, {scored:,} pairs, {scored / max(last[0], 1e-9) / 1e6:.1f}M pairs/s")
 
     shards = int(ctx.option("label_shards"))
+    max_hard = int(ctx.option("label_max_hard")) or None
     if shards > 1 and device != "cuda":
         # the pipeline's fan-out: one process per user shard, then merge_labels
         labels = _label_in_shards(user_song, playlist_song, e, int(ctx.option("label_block_size")), device,
-                                  ctx.seed, shards)
+                                  ctx.seed, shards, max_hard, progress)
     else:
         labels = label_users(user_song, playlist_song, e, block_size=int(ctx.option("label_block_size")),
-                             progress=progress, device=device, seed=ctx.seed)
+                             progress=progress, device=device, seed=ctx.seed, max_hard_candidates=max_hard)
     seconds = clock()
     _save(ctx.work / "labels.npz", **labels.arrays(include_optional=True))
     _save(ctx.work / "exploration.npz", e=e)
@@ -385,6 +404,7 @@ def label_ours(ctx: StageContext) -> Measurement:
         _rate(labels.scored_pairs, seconds), "cuda" if device == "cuda" else "cpu",
         metrics={"users": labels.n_users, "playlists": int(playlist_song.shape[0]),
                  "hard_pool_entries": int(labels.hard_playlists.size), "kernel": device,
+                 "max_hard_candidates": max_hard or 0,
                  "shards": int(ctx.option("label_shards"))},
     )
 
@@ -397,10 +417,12 @@ def _label_shard(bounds: tuple[int, int]):
 
     i = _SHARD_INPUTS
     return label_users(i["user_song"], i["playlist_song"], i["e"], block_size=i["block_size"], device=i["device"],
-                       seed=i["seed"], start=bounds[0], stop=bounds[1])
+                       seed=i["seed"], start=bounds[0], stop=bounds[1], max_hard_candidates=i["max_hard"],
+                       progress=i["progress"])
 
 
-def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, seed: int, shards: int):
+def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, seed: int, shards: int,
+                     max_hard: int | None = None, progress=None):
     """label_users over ``shards`` contiguous user ranges in forked processes, merged in order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -408,7 +430,7 @@ def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, 
     from spotify_assets.labeling import merge_labels
 
     _SHARD_INPUTS.update(user_song=user_song, playlist_song=playlist_song, e=e, block_size=block_size,
-                         device=device, seed=seed)
+                         device=device, seed=seed, max_hard=max_hard, progress=progress)
     edges = np.linspace(0, user_song.shape[0], shards + 1).astype(int)
     with ProcessPoolExecutor(max_workers=shards, mp_context=multiprocessing.get_context("fork")) as pool:
         parts = list(pool.map(_label_shard, list(zip(edges[:-1].tolist(), edges[1:].tolist()))))
