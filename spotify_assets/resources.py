@@ -100,24 +100,158 @@ class RawInputs(dg.ConfigurableResource):
         return None
 
 
-class ArtifactStore(dg.ConfigurableResource):
-    """Local folder for binary artifacts (matrices, tensors, checkpoints, indexes).
+def _is_url(root: str) -> bool:
+    """True for an fsspec URL (``s3://bucket/x``, ``memory://x``, ``file:///x``), False for a
+    plain local folder (including Windows drive letters)."""
+    scheme, sep, _ = root.partition("://")
+    return bool(sep) and len(scheme) > 1
 
-    Writes go to a temporary name in the same folder and are renamed into place, so a
-    reader sees the previous complete file or the new complete file, never a torn one.
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Binary artifacts (matrices, tensors, checkpoints, indexes) in a local folder or at
+    an fsspec URL.
+
+    Local ``root``: writes go to a temporary name in the same folder and are renamed into
+    place, so a reader sees the previous complete file or the new complete file, never a
+    torn one.
+
+    URL ``root`` (``s3://bucket/prefix``, ``gs://...``, ``file:///shared/artifacts``,
+    ``memory://...``; the protocol's fsspec package must be installed, e.g. ``s3fs``): the
+    store is the truth and a local folder (``cache_dir``) is a cache. Writers write the
+    local file atomically as above, then upload it (:meth:`publish`; object stores replace
+    an object in one PUT, a ``file://`` target is written to a temporary key and renamed).
+    :meth:`path` hands out a local copy, downloaded when the cache misses or the remote
+    object changed (size / mtime / ETag differ from what was cached), so steps on different
+    machines of a Dask or Kubernetes cluster see each other's outputs.
     """
 
-    root: str = Field(description="Folder that holds artifacts.")
+    root: str = Field(description="Folder or fsspec URL that holds artifacts.")
+    cache_dir: str | None = Field(
+        default=None,
+        description="Local cache for a URL root (default: <tmp>/spotify_assets_artifacts/<hash of root>). "
+                    "Ignored for a local root.")
+
+    # -- where things are ---------------------------------------------------------------
+
+    @property
+    def is_remote(self) -> bool:
+        return _is_url(self.root)
+
+    def _filesystem(self):
+        import fsspec
+
+        fs, base = fsspec.core.url_to_fs(self.root)
+        return fs, base.rstrip("/")
+
+    def local_root(self) -> Path:
+        """The local folder that mirrors the store (the root itself for a local root)."""
+        if not self.is_remote:
+            return Path(self.root)
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "spotify_assets_artifacts" / digest
+
+    def _remote_key(self, *parts: str) -> str:
+        fs, base = self._filesystem()
+        return "/".join([base, *parts])
+
+    def url(self, *parts: str) -> str:
+        """Where an artifact lives: the local path, or its URL for a URL root (for metadata)."""
+        if not self.is_remote:
+            return str(Path(self.root).joinpath(*parts))
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def exists(self, *parts: str) -> bool:
+        if not self.is_remote:
+            return Path(self.root).joinpath(*parts).exists()
+        fs, _ = self._filesystem()
+        return fs.exists(self._remote_key(*parts))
+
+    @staticmethod
+    def _signature(info: dict) -> str:
+        keys = ("size", "mtime", "created", "ETag", "etag", "LastModified", "md5Hash", "generation")
+        return json.dumps({k: str(info[k]) for k in keys if k in info}, sort_keys=True)
 
     def path(self, *parts: str) -> Path:
-        target = Path(self.root).joinpath(*parts)
+        """A local path for ``parts`` (its folder created). For a URL root, the remote object
+        is downloaded first when the cached copy is missing or out of date; when there is no
+        remote object the path is where a writer should put it (then :meth:`publish`)."""
+        target = self.local_root().joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_remote:
+            self._fetch(target, *parts)
         return target
+
+    def _fetch(self, target: Path, *parts: str) -> None:
+        fs, _ = self._filesystem()
+        key = self._remote_key(*parts)
+        try:
+            info = fs.info(key)
+        except FileNotFoundError:
+            return
+        if info.get("type") == "directory":
+            return
+        signature = self._signature(info)
+        stamp = target.with_name(f".{target.name}.remote")
+        if target.exists() and stamp.exists() and stamp.read_text() == signature:
+            return
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            fs.get_file(key, str(tmp))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        stamp.write_text(signature)
+
+    def publish(self, *parts: str) -> str:
+        """Upload the local file ``path(*parts)`` to a URL root (no-op for a local root);
+        return where it now lives. Call it after writing a file through :meth:`path`
+        (:meth:`atomic_path` and :meth:`save_arrays` call it themselves)."""
+        local = self.local_root().joinpath(*parts)
+        if not self.is_remote:
+            return str(local)
+        fs, _ = self._filesystem()
+        key = self._remote_key(*parts)
+        parent = key.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if "file" in protocols:
+            # a shared POSIX folder: temp key + rename, like a local write
+            tmp_key = f"{parent}/.{key.rsplit('/', 1)[1]}.{os.getpid()}.tmp"
+            fs.put_file(str(local), tmp_key)
+            fs.mv(tmp_key, key)
+        else:
+            fs.put_file(str(local), key)  # one PUT: readers see the old or the new object
+        local.with_name(f".{local.name}.remote").write_text(self._signature(fs.info(key)))
+        return self.url(*parts)
+
+    def sync_down(self, *prefix: str) -> Path:
+        """Download every object under ``prefix`` (changed ones only) and return the local
+        folder that mirrors it; for a local root, just the folder. For readers of whole
+        folders (the serving bundle, the track embeddings)."""
+        if self.is_remote:
+            fs, _ = self._filesystem()
+            base = self._remote_key(*prefix)
+            if fs.exists(base):
+                for key in fs.find(base):
+                    relative = key[len(self._remote_key()) + 1:] if self._remote_key() else key
+                    self.path(*relative.split("/"))
+        folder = self.local_root().joinpath(*prefix)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- writing and reading ------------------------------------------------------------
 
     @contextmanager
     def atomic_path(self, *parts: str) -> Iterator[Path]:
-        """Yield a temporary path; on success it replaces ``path(*parts)`` atomically."""
-        target = self.path(*parts)
+        """Yield a temporary path; on success it replaces ``path(*parts)`` atomically (and
+        is uploaded for a URL root)."""
+        target = self.local_root().joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
@@ -129,20 +263,20 @@ class ArtifactStore(dg.ConfigurableResource):
         finally:
             if tmp.exists():
                 tmp.unlink()
+        self.publish(*parts)
 
     def save_arrays(self, *parts: str, **arrays: np.ndarray) -> Path:
-        """Write ``arrays`` as an uncompressed .npz atomically; return the final path."""
+        """Write ``arrays`` as an uncompressed .npz atomically; return the local path."""
         with self.atomic_path(*parts) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-        return self.path(*parts)
+        return self.local_root().joinpath(*parts)
 
     def load_arrays(self, *parts: str) -> dict[str, np.ndarray]:
         """Read an .npz written by :meth:`save_arrays` (pickle disabled)."""
-        target = Path(self.root).joinpath(*parts)
-        if not target.exists():
-            raise FileNotFoundError(f"artifact {target} is missing: materialize its asset first")
-        with np.load(target, allow_pickle=False) as data:
+        if not self.exists(*parts):
+            raise FileNotFoundError(f"artifact {self.url(*parts)} is missing: materialize its asset first")
+        with np.load(self.path(*parts), allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
 
 
@@ -177,16 +311,26 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     Big arrays never travel through an IO manager here: ops write artifacts themselves
     and hand over their paths. JSON instead of the default pickle keeps every file the
-    platform reads free of pickle.
+    platform reads free of pickle. ``root`` may be an fsspec URL (steps on several machines).
     """
 
-    root: str = Field(description="Folder for the per-run JSON values.")
+    root: str = Field(description="Folder or fsspec URL for the per-run JSON values.")
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         identifier = "__".join(context.get_identifier())
         return Path(self.root) / f"{identifier}.json"
 
+    def _url(self, context: dg.OutputContext | dg.InputContext) -> str:
+        return f"{self.root.rstrip('/')}/{'__'.join(context.get_identifier())}.json"
+
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if _is_url(self.root):
+            import fsspec
+
+            # one small object in one write (one PUT on an object store); its reader is a later step
+            with fsspec.open(self._url(context), "w", auto_mkdir=True) as handle:
+                handle.write(json.dumps(obj, sort_keys=True))
+            return
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         # per-process temp name: two processes writing one output never share a temp file
@@ -199,6 +343,11 @@ class JsonIOManager(dg.ConfigurableIOManager):
             tmp.unlink(missing_ok=True)
 
     def load_input(self, context: dg.InputContext) -> object:
+        if _is_url(self.root):
+            import fsspec
+
+            with fsspec.open(self._url(context.upstream_output), "r") as handle:
+                return json.loads(handle.read())
         return json.loads(self._path(context.upstream_output).read_text())
 
 

@@ -3,7 +3,10 @@
 ``SPOTIFY_ASSETS_DATA_DIR`` (default ``<project>/data``) holds ``raw/`` inputs, the
 ``warehouse/`` DuckDB file and ``artifacts/``. To use the real datasets, point
 ``SPOTIFY_ASSETS_MPD_DIR``, ``SPOTIFY_ASSETS_ENTP_TRIPLETS`` and ``SPOTIFY_ASSETS_MSD_DIR``
-at them (see README).
+at them (see README). ``SPOTIFY_ASSETS_ARTIFACTS`` moves the artifacts (and the ops'
+JSON hand-offs) to a folder or an fsspec URL such as ``s3://bucket/spotify_assets``
+(cached locally under ``SPOTIFY_ASSETS_ARTIFACT_CACHE``), so steps of one run can execute
+on different machines.
 """
 
 import os
@@ -35,6 +38,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
     """The project's resources rooted at ``data_dir`` (environment overrides apply)."""
     data = Path(data_dir) if data_dir is not None else default_data_dir()
     raw = data / "raw"
+    artifacts = os.environ.get("SPOTIFY_ASSETS_ARTIFACTS", str(data / "artifacts"))
     return {
         "warehouse": DuckDBWarehouse(
             database=os.environ.get("SPOTIFY_ASSETS_DUCKDB", str(data / "warehouse" / "spotify.duckdb"))
@@ -44,9 +48,9 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
             entp_triplets=os.environ.get("SPOTIFY_ASSETS_ENTP_TRIPLETS", _entp_default(raw)),
             msd_dir=os.environ.get("SPOTIFY_ASSETS_MSD_DIR", str(raw / "msd")),
         ),
-        "artifacts": ArtifactStore(root=str(data / "artifacts")),
+        "artifacts": ArtifactStore(root=artifacts, cache_dir=os.environ.get("SPOTIFY_ASSETS_ARTIFACT_CACHE")),
         "settings": PipelineSettings(),
-        "json_io_manager": JsonIOManager(root=str(data / "artifacts" / "_op_outputs")),
+        "json_io_manager": JsonIOManager(root=f"{artifacts.rstrip('/')}/_op_outputs"),
         "feedback": FeedbackStore(
             path=str(default_feedback_path(data)),
             retrain_threshold=int(os.environ.get("SPOTIFY_ASSETS_RETRAIN_THRESHOLD", "25")),

@@ -39,7 +39,7 @@ FEEDBACK_POSITIVES = ("split", "feedback_positives.npz")
 def load_feedback_positives(artifacts) -> dict[str, np.ndarray] | None:
     """The ``feedback_positives`` arrays from an ArtifactStore, or None when that asset was never
     materialized (a pipeline without the service: no feedback, nothing to add)."""
-    if not Path(artifacts.root).joinpath(*FEEDBACK_POSITIVES).exists():
+    if not artifacts.exists(*FEEDBACK_POSITIVES):
         return None
     return artifacts.load_arrays(*FEEDBACK_POSITIVES)
 

@@ -193,6 +193,7 @@ def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str]
     ``info``) last: the service reloads when it changes."""
     path = artifacts.path(*parts)
     seconds = build_annoy(items, path, metric=metric, n_trees=config.n_trees, seed=seed, n_jobs=config.build_threads)
+    artifacts.publish(*parts)
     index = load_annoy(path, items.shape[1], metric)
     if config.search_k == 0:
         report, tried = tune_search_k(index, items, queries, metric, config.n_trees, k=10,
@@ -274,7 +275,8 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     train-liked playlists; users without a train like get the popularity list (cold start).
     DuckDB table ``recommendations`` (uid, user_id, rank, pid, score, model, cold_start)."""
     started = time.perf_counter()
-    rec = Recommender(Path(artifacts.root))
+    artifacts.sync_down("serve")
+    rec = Recommender(artifacts.local_root())
     n_users, k = len(rec.user_ids), config.k
     # Annoy answers one query per call and releases the GIL while searching, and exact scoring
     # is BLAS: either way one thread per core.

@@ -286,7 +286,7 @@ def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTrack
     serving Annoy index when it exists, exact otherwise; examples for a few hits in the
     metadata. The same lookup is ``python -m spotify_assets.tracks similar "<name>"``."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.root)
+    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
     index_path = artifacts.path(*TRACK_INDEX)
     with warehouse.connect() as con:
         popularity = con.execute("SELECT track_id, n_playlists FROM track_dictionary").fetchnumpy()
@@ -346,7 +346,7 @@ def duplicate_tracks(context: dg.AssetExecutionContext, config: DuplicateTracksC
     ``duplicate_tracks``: one row per group member with its canonical (most popular) track,
     key, cosine to the canonical track and verdict."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.root)
+    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
     with warehouse.connect() as con:
         rows = con.execute("SELECT track_id, track_uri, track_name, artist_name, n_playlists FROM track_dictionary "
                            "ORDER BY track_id").fetchnumpy()
@@ -414,7 +414,7 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
     principal components, each track coloured by the genre its playlists' names suggest
     ("country roads", "workout", "chill vibes" ...; majority vote over its playlists)."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.root)
+    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
     with warehouse.connect(read_only=True) as con:
         names = con.execute("SELECT pid, name FROM stg_playlists ORDER BY pid").fetchnumpy()
         rows = con.execute("SELECT pid, track_id FROM playlist_track_ids").fetchnumpy()
@@ -477,7 +477,7 @@ def playlist_continuation_eval(context: dg.AssetExecutionContext, config: Contin
     and Recommended-Songs clicks. Table ``playlist_continuation_eval``."""
     started = time.perf_counter()
     data = Playlists(warehouse)
-    embeddings = load_embeddings(artifacts.root)
+    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
     train_indptr, train_tracks = data.part(cont.TRAIN)
     train = cont.playlist_track_matrix(train_indptr, train_tracks, data.n_tracks)
     popularity = np.asarray(train.sum(axis=0)).ravel()

@@ -137,6 +137,7 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
                     result = train_bpr(triplets, n_users, n_playlists, trial_config,
                                        artifacts.path("train", "sweep", f"{name}.pt"), val_batch=val_batch(artifacts),
                                        accelerator=config.accelerator)
+                    artifacts.publish("train", "sweep", f"{name}.pt")
                     for row in result.history:
                         run.log(row)
                     run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
@@ -179,6 +180,7 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
     with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
         result = train_bpr(triplets, n_users, n_playlists, bpr_config, artifacts.path(*BPR_CHECKPOINT),
                            val_batch=val_batch(artifacts), accelerator=config.accelerator)
+        artifacts.publish(*BPR_CHECKPOINT)
         for row in result.history:
             run.log(row)
         run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
