@@ -81,6 +81,20 @@ class LabelConfig(dg.Config):
         return value
 
 
+def shard_plans(n_users: int, config: LabelConfig, seed: int, shards: int | None = None) -> list[dict]:
+    """What each label shard step gets: ``shards`` (default ``config.shards``) contiguous user
+    ranges of equal size (the last one shorter; fewer ranges when there are fewer users)
+    with the labeler's settings."""
+    shards = config.shards if shards is None else shards
+    if shards < 1 or config.block_size < 1:
+        raise dg.Failure("shards and block_size must be >= 1")
+    size = max(1, -(-n_users // shards))
+    return [{"start": start, "stop": stop, "block_size": config.block_size, "liked_share": config.liked_share,
+             "hard_share": config.hard_share, "device": config.device,
+             "max_hard_candidates": config.max_hard_candidates, "ownership_k": config.ownership_k, "seed": seed}
+            for start, stop in block_ranges(n_users, size)]
+
+
 @dg.op(
     ins={"start_after": dg.In(dg.Nothing)},
     out=dg.DynamicOut(dict, io_manager_key="json_io_manager"),
@@ -88,22 +102,17 @@ class LabelConfig(dg.Config):
 def plan_label_shards(context: dg.OpExecutionContext, config: LabelConfig, artifacts: ArtifactStore,
                       settings: PipelineSettings):
     """Cut the users into ``shards`` contiguous ranges, one step each."""
-    if config.shards < 1 or config.block_size < 1:
-        raise dg.Failure("shards and block_size must be >= 1")
     n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
-    size = max(1, -(-n_users // config.shards))
-    for start, stop in block_ranges(n_users, size):
-        yield dg.DynamicOutput({"start": start, "stop": stop, "block_size": config.block_size,
-                                "liked_share": config.liked_share, "hard_share": config.hard_share,
-                                "device": config.device, "max_hard_candidates": config.max_hard_candidates,
-                                "ownership_k": config.ownership_k, "seed": settings.seed},
-                               mapping_key=f"users_{start}_{stop}")
+    for plan in shard_plans(n_users, config, settings.seed):
+        yield dg.DynamicOutput(plan, mapping_key=f"users_{plan['start']}_{plan['stop']}")
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
 def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: ArtifactStore) -> dict:
     """Score and label one user range block by block; write its arrays; return their path."""
     start, stop = shard["start"], shard["stop"]
+    if shard.get("empty"):  # a static fan-out with more slots than users (see static_liked_playlists)
+        return {"start": start, "stop": stop, "empty": True}
     device = resolve_device(shard["device"])
     user_song = load_csr(artifacts.path(*USER_SONG))
     playlist_song = load_csr(artifacts.path(*PLAYLIST_SONG))
@@ -126,27 +135,33 @@ def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: Artifact
         max_hard_candidates=int(shard["max_hard_candidates"]) or None, seed=int(shard["seed"]),
         ownership_k=int(shard["ownership_k"]), start=start, stop=stop,
     )
-    path = artifacts.save_arrays("label", "shards", f"{start:09d}-{stop:09d}.npz", **labels.arrays(include_optional=True))
-    return {"start": start, "stop": stop, "path": str(path), "scored_pairs": labels.scored_pairs,
+    parts = ("label", "shards", f"{start:09d}-{stop:09d}.npz")
+    artifacts.save_arrays(*parts, **labels.arrays(include_optional=True))
+    # the artifact's name, not a local path: the merge may run on another machine
+    return {"start": start, "stop": stop, "artifact": list(parts), "scored_pairs": labels.scored_pairs,
             "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb()}
 
 
-def _load_labels(path: str, scored_pairs: int, seconds: float) -> Labels:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
+def _load_labels(artifacts: ArtifactStore, shard: dict) -> Labels:
+    arrays = artifacts.load_arrays(*shard["artifact"])
     ownership = None
     if "ownership_users" in arrays:
         ownership = OwnershipCandidates.from_arrays(arrays.pop("ownership_users"), arrays.pop("ownership_priorities"))
-    return Labels(scored_pairs=scored_pairs, seconds=seconds, ownership=ownership, **arrays)
+    return Labels(scored_pairs=shard["scored_pairs"], seconds=shard["seconds"], ownership=ownership, **arrays)
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
 def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: ArtifactStore):
     """Concatenate shard results in user order (ownership candidates merged to the exact
     top k of the union) into ``label/labels.npz``."""
-    shards = sorted(shards, key=lambda shard: shard["start"])
-    labels = merge_labels([_load_labels(s["path"], s["scored_pairs"], s["seconds"]) for s in shards])
-    path = artifacts.save_arrays(*LABELS, **labels.arrays(include_optional=True))
+    yield from _merge_shards(shards, artifacts)
+
+
+def _merge_shards(shards: list[dict], artifacts: ArtifactStore):
+    shards = sorted((s for s in shards if not s.get("empty")), key=lambda shard: shard["start"])
+    labels = merge_labels([_load_labels(artifacts, s) for s in shards])
+    artifacts.save_arrays(*LABELS, **labels.arrays(include_optional=True))
+    path = artifacts.url(*LABELS)
     compute_seconds = sum(shard["seconds"] for shard in shards)
     n_liked = np.diff(labels.liked_indptr)
     table = markdown_table([
@@ -191,3 +206,57 @@ def liked_playlists(exploration_coefficients, playlist_song_matrix, user_song_ma
     the rest). Computed fused and blocked; all scored pairs are never materialized."""
     shards = plan_label_shards(start_after=[exploration_coefficients, playlist_song_matrix, user_song_matrix])
     return merge_label_shards(shards.map(label_shard).collect())
+
+
+def static_liked_playlists(shards: int) -> dg.AssetsDefinition:
+    """``liked_playlists`` with a fixed number of shard steps, for executors that cannot run
+    dynamic outputs (Dagster's Dask executor, see ``deploy/dask``).
+
+    dagster-dask 0.29 plans every step before the run and never resolves ``DynamicOut``:
+    with the dynamic graph above it silently skips the mapped shard steps and still reports
+    success. Its fan-in inputs (lists of upstream outputs) are read from the event log as
+    results reach the driver, so a merge may start with an empty list. Here the plan op has
+    one named output per shard (``config.shards`` is ignored: the graph fixes the count), the
+    users are cut exactly as :func:`shard_plans` cuts them for the dynamic graph (so shard
+    artifacts and ``labels.npz`` are identical), surplus slots carry empty ranges that the
+    shard step skips, and the merge op has one named input per shard.
+    """
+    if shards < 1:
+        raise ValueError("shards must be >= 1")
+    names = [f"shard_{i}" for i in range(shards)]
+
+    @dg.op(name="plan_static_label_shards", ins={"start_after": dg.In(dg.Nothing)},
+           out={name: dg.Out(dict, io_manager_key="json_io_manager") for name in names})
+    def plan_static(context: dg.OpExecutionContext, config: LabelConfig, artifacts: ArtifactStore,
+                    settings: PipelineSettings):
+        if config.shards != shards:
+            context.log.warning(f"config shards={config.shards} ignored: this graph has {shards} shard steps")
+        n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
+        plans = shard_plans(n_users, config, settings.seed, shards)
+        plans += [{"start": n_users, "stop": n_users, "empty": True}] * (shards - len(plans))
+        return tuple(plans) if shards > 1 else plans[0]
+
+    @dg.op(name="merge_static_label_shards", ins={name: dg.In(dict) for name in names},
+           out=dg.Out(dict, io_manager_key="json_io_manager"))
+    def merge_static(context: dg.OpExecutionContext, artifacts: ArtifactStore, **results: dict):
+        yield from _merge_shards(list(results.values()), artifacts)
+
+    @dg.graph_asset(
+        name="liked_playlists",
+        group_name=LABEL,
+        automation_condition=EAGER_WHEN_CHECKS_PASS,
+        kinds={"scipy", "numpy"},
+        description=liked_playlists.descriptions_by_key[dg.AssetKey("liked_playlists")],
+        ins={
+            "exploration_coefficients": dg.AssetIn(dagster_type=dg.Nothing),
+            "playlist_song_matrix": dg.AssetIn(dagster_type=dg.Nothing),
+            "user_song_matrix": dg.AssetIn(dagster_type=dg.Nothing),
+        },
+    )
+    def _liked(exploration_coefficients, playlist_song_matrix, user_song_matrix):
+        planned = plan_static(start_after=[exploration_coefficients, playlist_song_matrix, user_song_matrix])
+        planned = planned if shards > 1 else (planned,)
+        labelled = {name: label_shard.alias(f"label_shard_{i}")(plan) for i, (name, plan) in enumerate(zip(names, planned))}
+        return merge_static(**labelled)
+
+    return _liked
