@@ -86,6 +86,9 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "bpr_triplets": {"tiny": 200_000, "sample": 1_000_000, "default": 4_000_000},
     "bpr_dim": {"default": 128},
     "bpr_batch_size": {"default": 2048},
+    # BPRConfig.compile: the pipeline's bpr_model compiles at bench scale and above (13M triplets
+    # x up to 30 epochs >= COMPILE_MIN_UPDATES); the bench's one short epoch would not on "auto"
+    "bpr_compile": {"tiny": "auto", "default": "on"},
     "label_block_size": {"default": 512},
     # per-user cap on hard-negative candidates (0 = the exact top-20% pool). At full scale the
     # exact pool is ~4,400 playlists per user (~18 GB of int32 for 1M users); the cap keeps a
@@ -593,7 +596,7 @@ def bpr_ours(ctx: StageContext) -> Measurement:
     _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
     config = BPRConfig(dim=int(ctx.option("bpr_dim")), batch_size=int(ctx.option("bpr_batch_size")), max_epochs=1,
-                       seed=ctx.seed)
+                       seed=ctx.seed, compile=ctx.option("bpr_compile"))
     ctx.log(f"{triplets.shape[0]:,} triplets, dim {config.dim}, batch {config.batch_size}, "
             f"{torch.get_num_threads()} torch threads")
     accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}.get(ctx.option("device"), "auto")
@@ -602,13 +605,16 @@ def bpr_ours(ctx: StageContext) -> Measurement:
     _save(ctx.work / "bpr_embeddings.npz", users=net.user_embeddings(), playlists=net.playlist_embeddings())
     n = int(triplets.shape[0])
     return Measurement(ctx.stage, "ours", "ours",
-                       f"Lightning, in-memory shuffled triplet tensor, fused SGD update, {torch.get_num_threads()} "
-                       "torch threads",
+                       f"Lightning, in-memory shuffled triplet tensor, "
+                       f"{'torch.compile fused' if result.compiled_update else 'eager fused'} SGD update "
+                       f"(compile {result.compile_seconds:.1f} s excluded), {torch.get_num_threads()} torch threads",
                        "triplets (samples)", n, n, n / max(result.triplets_per_second, 1e-9),
                        float(result.triplets_per_second), _torch_device("auto") if result.device.startswith("cuda")
                        else "cpu",
                        metrics={"fit_seconds": round(result.train_seconds, 3), "dim": config.dim,
                                 "batch_size": config.batch_size, "torch_threads": torch.get_num_threads(),
+                                "compiled_update": result.compiled_update,
+                                "compile_seconds": round(result.compile_seconds, 2),
                                 "train_loss": (result.history[-1].get("train_loss") if result.history else None)})
 
 

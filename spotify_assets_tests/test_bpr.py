@@ -15,7 +15,9 @@ from spotify_assets.metrics import EvalBatch, sampled_metrics
 from spotify_assets.models.baselines import popularity_scores
 from spotify_assets.models.bpr import (
     BPRConfig,
+    COMPILE_MIN_UPDATES,
     BPRNet,
+    CompiledBPRStep,
     FusedBPRStep,
     ShuffledTripletBatches,
     load_checkpoint,
@@ -24,6 +26,7 @@ from spotify_assets.models.bpr import (
     score_candidates,
     score_users,
     train_bpr,
+    use_compiled_update,
 )
 
 
@@ -111,6 +114,52 @@ def test_fused_sgd_step_equals_autograd() -> None:
     assert float(loss) == pytest.approx(float(torch.nn.functional.softplus(-x.detach()).sum()), rel=1e-6)
     for param, reference in zip((net.users.weight, net.playlists.weight, net.bias.weight), params):
         torch.testing.assert_close(param.detach(), (reference - lr * reference.grad).detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_step_equals_the_eager_step() -> None:
+    """torch.compile's fused update = the eager fused step (float rounding aside), repeated
+    rows included; partial minibatches go to the eager step."""
+    gen = torch.Generator().manual_seed(3)
+    n_users, n_playlists, d, size = 50, 40, 16, 64
+    batches = [torch.stack([torch.randint(0, n_users, (size,), generator=gen),
+                            torch.randint(0, n_playlists, (size,), generator=gen),
+                            torch.randint(0, n_playlists, (size,), generator=gen)], 1) for _ in range(5)]
+    batches.append(batches[0][:10])  # an epoch's last, partial minibatch
+    nets = [BPRNet(n_users, n_playlists, dim=d, seed=2) for _ in range(2)]
+    eager, compiled = FusedBPRStep(), CompiledBPRStep(size)
+    for batch in batches:
+        losses = [step(net.users.weight, net.playlists.weight, net.bias.weight[:, 0], batch, 0.1, 0.01)
+                  for step, net in zip((eager, compiled), nets)]
+        assert float(losses[1]) == pytest.approx(float(losses[0]), rel=1e-5)
+    assert compiled.failed is None and compiled.compile_seconds > 0
+    initial = BPRNet(n_users, n_playlists, dim=d, seed=2).state_dict()
+    compiled_state = nets[1].state_dict()
+    for name, eager_value in nets[0].state_dict().items():
+        torch.testing.assert_close(compiled_state[name], eager_value, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(compiled_state[name], initial[name]), name  # the steps did move it
+
+
+def test_compile_only_where_it_pays() -> None:
+    big = COMPILE_MIN_UPDATES
+    assert use_compiled_update(BPRConfig(max_epochs=10), big // 10, "cpu")
+    assert not use_compiled_update(BPRConfig(max_epochs=10), big // 10 - 1, "cpu")
+    assert use_compiled_update(BPRConfig(compile="on", max_epochs=1), 10, "cpu")
+    assert not use_compiled_update(BPRConfig(compile="off", max_epochs=100), big, "cpu")
+    assert not use_compiled_update(BPRConfig(compile="on"), big, "cuda")  # GPU: the eager step
+    assert not use_compiled_update(BPRConfig(compile="on", optimizer="sparse_adam"), big, "cpu")
+    with pytest.raises(ValueError, match="compile"):
+        BPRConfig(compile="yes")
+
+
+def test_compiled_training_is_reproducible_and_learns(data: Planted, tmp_path: Path) -> None:
+    config = replace(CONFIG, compile="on")
+    runs = [train_bpr(data.triplets, data.n_users, data.n_playlists, config, tmp_path / f"c{k}.pt",
+                      val_batch=data.val, accelerator="cpu") for k in range(2)]
+    assert all(r.compiled_update for r in runs)
+    first, second = (load_checkpoint(r.checkpoint).state_dict() for r in runs)
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    assert runs[0].best_val_mrr > 0.6, runs[0].history
 
 
 def test_batches_are_seeded_permutations() -> None:

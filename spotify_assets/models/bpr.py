@@ -22,6 +22,16 @@ Optimizers (``BPRConfig.optimizer``):
     Autograd, dense gradients, ``torch.optim.Adam``; touches every row each step, so
     only for small tables.
 
+Compiled update (``BPRConfig.compile``, "sgd" on CPU). The eager fused step spends its
+time in separate passes (gather, five elementwise ops, scatter-add) over (B, d) buffers.
+``torch.compile`` (TorchInductor) fuses the same update into C++ loops that read each row
+once and write it once, about 1.7-2x faster at d = 128 on one core: that is what lifts
+Lightning BPR past ``implicit``'s Cython BPR on a CPU. The generated kernels run on one
+thread: Inductor's multi-threaded scatter-add uses atomics, which makes runs differ in the
+last bits (and was slower here). Compiling takes ~20 s (less from Inductor's disk cache),
+so "auto" compiles only runs of at least ``COMPILE_MIN_UPDATES`` triplet updates; a
+failed compile (no C++ compiler) falls back to the eager step with a warning.
+
 Validation: MRR of the val :class:`~spotify_assets.metrics.EvalBatch` (pessimistic ties)
 after every epoch; ``EarlyStopping`` on it (mode max) and :class:`BestWeightsCheckpoint`,
 which writes the best weights atomically (temp file + rename) as a plain tensor dict with
@@ -56,6 +66,10 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "sparse_adam", "adam")
 CHECKPOINT_FORMAT = "spotify_assets.bpr/1"
 # "sgd" hands Lightning steps of whole minibatches totalling about this many triplets
 ROWS_PER_FUSED_STEP = 65536
+#: compile="auto" compiles the CPU update for runs of at least this many triplet updates
+#: (epochs x triplets): below it the ~20 s compile costs more than it saves
+COMPILE_MIN_UPDATES = 50_000_000
+CompileMode = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class BPRConfig:
     optimizer : "sgd" | "sparse_adam" | "adam" (see the module docstring).
     seed : drives the initialisation and every epoch's permutation.
     init_std : standard deviation of the normal initialisation of the embeddings.
+    compile : "auto" | "on" | "off": compile the "sgd" update on CPU with ``torch.compile``
+        (see the module docstring); "auto" = when epochs x triplets >= ``COMPILE_MIN_UPDATES``.
     """
 
     dim: int = 128
@@ -84,10 +100,13 @@ class BPRConfig:
     seed: int = 0
     patience: int = 3
     init_std: float = 0.1
+    compile: CompileMode = "auto"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
         for name in ("dim", "batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -234,12 +253,80 @@ class FusedBPRStep:
         return nn.functional.softplus(-x).sum()
 
 
+def bpr_sgd_update(W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, batch: torch.Tensor, lr: torch.Tensor,
+                   reg: torch.Tensor) -> torch.Tensor:
+    """:class:`FusedBPRStep`'s update written plainly, for ``torch.compile`` to fuse: same
+    math (gradients at the pre-batch parameters, repeated rows add up), in place on W
+    (n_users, d), H (n_playlists, d), b (n_playlists,); ``batch`` (B, 3) int; ``lr`` and
+    ``reg`` 0-d float tensors (tensors, so a new value does not trigger a recompile).
+    Returns the summed BPR loss (0-d)."""
+    u, i, j = batch[:, 0], batch[:, 1], batch[:, 2]
+    wu, hi, hj = W[u], H[i], H[j]
+    diff = hi - hj
+    x = (wu * diff).sum(1) + b[i] - b[j]
+    step = torch.sigmoid(-x) * lr
+    decay = -lr * reg
+    W.index_add_(0, u, step[:, None] * diff + decay * wu)
+    H.index_add_(0, i, step[:, None] * wu + decay * hi)
+    H.index_add_(0, j, decay * hj - step[:, None] * wu)
+    b.index_add_(0, i, step)
+    b.index_add_(0, j, -step)
+    return nn.functional.softplus(-x).sum()
+
+
+class CompiledBPRStep:
+    """:func:`bpr_sgd_update` compiled by TorchInductor for full minibatches of one size,
+    single-threaded (deterministic); other sizes (an epoch's last partial minibatch) and a
+    failed compile use the eager :class:`FusedBPRStep`."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self._eager = FusedBPRStep()
+        self._compiled = torch.compile(bpr_sgd_update, dynamic=False, fullgraph=True)
+        self._scalars: dict[tuple[float, float], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.failed: str | None = None
+        self.compile_seconds = 0.0  # the first compiled call: tracing + C++ build (or a cache load)
+
+    def __call__(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, batch: torch.Tensor, lr: float,
+                 reg: float) -> torch.Tensor:
+        if self.failed is not None or batch.shape[0] != self.batch_size:
+            return self._eager(W, H, b, batch, lr, reg)
+        scalars = self._scalars.get((lr, reg))
+        if scalars is None:
+            scalars = self._scalars[(lr, reg)] = (torch.tensor(lr, dtype=W.dtype), torch.tensor(reg, dtype=W.dtype))
+        import torch._inductor.config as inductor_config
+
+        first = self.compile_seconds == 0.0
+        started = time.perf_counter()
+        try:
+            # one thread per generated kernel: multi-threaded scatter-add would use atomics
+            with inductor_config.patch({"cpp.threads": 1}), torch.no_grad():
+                loss = self._compiled(W, H, b, batch, *scalars)
+            if first:
+                self.compile_seconds = time.perf_counter() - started
+            return loss
+        except Exception as exc:  # no C++ toolchain, an unsupported op: the eager step is exact
+            self.failed = f"{type(exc).__name__}: {exc}"[:500]
+            warnings.warn(f"torch.compile of the BPR update failed, using the eager step: {self.failed}",
+                          stacklevel=2)
+            return self._eager(W, H, b, batch, lr, reg)
+
+
+def use_compiled_update(config: BPRConfig, n_triplets: int, device: str) -> bool:
+    """Whether the "sgd" path compiles its update (CPU only; see ``BPRConfig.compile``)."""
+    if config.optimizer != "sgd" or device != "cpu" or config.compile == "off":
+        return False
+    return config.compile == "on" or n_triplets * config.max_epochs >= COMPILE_MIN_UPDATES
+
+
 class BPRModule(pl.LightningModule):
     """Lightning wrapper of :class:`BPRNet`: one shared :meth:`step` (BPR loss of a
     triplet batch), the fused SGD path, and validation MRR on an eval batch."""
 
-    def __init__(self, n_users: int, n_playlists: int, config: BPRConfig):
+    def __init__(self, n_users: int, n_playlists: int, config: BPRConfig, n_triplets: int = 0):
         super().__init__()
+        self.n_triplets = n_triplets  # per epoch; decides compile="auto"
+        self.compiled = False
         self.save_hyperparameters({"n_users": n_users, "n_playlists": n_playlists, **asdict(config)})
         self.config = config
         self.net = BPRNet(n_users, n_playlists, config.dim, config.init_std,
@@ -291,6 +378,9 @@ class BPRModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.trained_on = str(self.device)
+        if use_compiled_update(self.config, self.n_triplets, self.device.type):
+            self._fused = CompiledBPRStep(self.config.batch_size)
+        self.compiled = isinstance(self._fused, CompiledBPRStep)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss, self._epoch_rows = None, 0
@@ -424,7 +514,9 @@ class BPRResult:
     -1 without val rows); epochs_run : epochs trained; triplets_per_second : triplets
     processed per second of training steps (validation excluded); train_seconds : wall
     time of the whole fit; device : where it trained; checkpoint : path of the best
-    weights; history : per-epoch ``{"epoch", "train_loss", "val_mrr", "val_hit@k"}``.
+    weights; history : per-epoch ``{"epoch", "train_loss", "val_mrr", "val_hit@k"}``;
+    compiled_update : whether the "sgd" update ran compiled (``BPRConfig.compile``);
+    compile_seconds : the one-time compile, excluded from ``triplets_per_second``.
     """
 
     best_val_mrr: float
@@ -435,6 +527,8 @@ class BPRResult:
     device: str
     checkpoint: str
     history: list[dict[str, float]] = field(default_factory=list)
+    compiled_update: bool = False
+    compile_seconds: float = 0.0
 
 
 def validate_triplets(triplets: np.ndarray | torch.Tensor, n_users: int, n_playlists: int) -> torch.Tensor:
@@ -487,7 +581,7 @@ def train_bpr(
     val = EvalBatch(*val_batch).validate(n_users, n_playlists) if val_batch is not None else None
     if val is not None and val.rows == 0:
         val = None
-    module = BPRModule(n_users, n_playlists, config)
+    module = BPRModule(n_users, n_playlists, config, n_triplets=int(data.shape[0]))
     saver = BestWeightsCheckpoint(checkpoint)
     callbacks: list[pl.Callback] = [saver]
     val_loader = None
@@ -514,15 +608,19 @@ def train_bpr(
         warnings.filterwarnings("ignore", message=".*`configure_optimizers`.*")
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     seconds = time.perf_counter() - started
+    compiled = bool(module.compiled and module._fused.failed is None)
+    compile_seconds = module._fused.compile_seconds if compiled else 0.0
     return BPRResult(
         best_val_mrr=saver.best if saver.best_epoch >= 0 else float("nan"),
         best_epoch=saver.best_epoch,
         epochs_run=int(trainer.current_epoch),
-        triplets_per_second=module.triplets_seen / max(module.train_seconds, 1e-9),
+        triplets_per_second=module.triplets_seen / max(module.train_seconds - compile_seconds, 1e-9),
         train_seconds=seconds,
         device=module.trained_on,
         checkpoint=str(checkpoint),
         history=module.history,
+        compiled_update=compiled,
+        compile_seconds=compile_seconds,
     )
 
 

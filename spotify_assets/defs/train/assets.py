@@ -95,6 +95,16 @@ class BPRTrainingConfig(dg.Config):
         return value
     accelerator: str = "auto"
     """'auto' picks the GPU when one exists."""
+    compile: str = "auto"
+    """'auto' | 'on' | 'off': compile the CPU SGD update with torch.compile (1.7-2x faster,
+    ~20 s to compile); 'auto' compiles when epochs x triplets >= 50M."""
+
+    @field_validator("compile")
+    @classmethod
+    def _known_compile(cls, value: str) -> str:
+        if value not in ("auto", "on", "off"):
+            raise ValueError("compile must be 'auto', 'on' or 'off'")
+        return value
 
 
 def _bpr_inputs(artifacts: ArtifactStore) -> tuple[np.ndarray, int, int]:
@@ -117,6 +127,15 @@ class BPRSweepConfig(dg.Config):
     batch_size: int = 2048
     """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
     accelerator: str = "auto"
+    compile: str = "auto"
+    """As bpr_model's: compile the CPU SGD update when epochs x triplets >= 50M."""
+
+    @field_validator("compile")
+    @classmethod
+    def _known_compile(cls, value: str) -> str:
+        if value not in ("auto", "on", "off"):
+            raise ValueError("compile must be 'auto', 'on' or 'off'")
+        return value
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
@@ -131,7 +150,7 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
         for lr in config.lrs:
             for reg in config.regs:
                 trial_config = BPRConfig(dim=dim, lr=lr, reg=reg, batch_size=config.batch_size,
-                                         max_epochs=config.max_epochs, seed=settings.seed)
+                                         max_epochs=config.max_epochs, seed=settings.seed, compile=config.compile)
                 name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}"
                 with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
                     result = train_bpr(triplets, n_users, n_playlists, trial_config,
@@ -170,7 +189,7 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
     triplets, n_users, n_playlists = _bpr_inputs(artifacts)
     bpr_config = BPRConfig(dim=config.dim, lr=config.lr, reg=config.reg, batch_size=config.batch_size,
                            max_epochs=config.max_epochs, optimizer=config.optimizer, seed=settings.seed,
-                           patience=config.patience)
+                           patience=config.patience, compile=config.compile)
     source = "run config"
     best_path = artifacts.path(*SWEEP_BEST)
     if config.use_sweep and best_path.exists():
@@ -195,6 +214,8 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
         "triplets_per_second": round(result.triplets_per_second),
         "train_seconds": round(result.train_seconds, 2),
         "device": result.device,
+        "compiled_update": result.compiled_update,
+        "compile_seconds": round(result.compile_seconds, 2),
         "hyperparameters_from": source,
         "config": dg.MetadataValue.json(asdict(bpr_config)),
         "wandb_run": location,
