@@ -737,7 +737,7 @@ def sample_triplets(
         lo, hi = int(liked_indptr[u0]), int(liked_indptr[u1])
         local = np.repeat(np.arange(u1 - u0), np.diff(train_before[u0:u1 + 1]))  # (b,) local user per row
         users = local + u0
-        out = np.empty((r1 - r0, per, 3), dtype=np.int64)
+        out = triplets[r0:r1]  # a view: the block is written in place, never copied
         out[:, :, 0] = users[:, None]
         out[:, :, 1] = liked_playlists[lo:hi][train[lo:hi]][:, None]
         space = _AllowedSpace.build(liked_indptr, liked_playlists, owned, u0, u1, n_playlists)
@@ -752,7 +752,6 @@ def sample_triplets(
                 out[without, :n_hard, 2] = space.draw(rng, local[without], n_hard)
         if n_easy:
             out[:, n_hard:, 2] = space.draw(rng, local, n_easy)
-        triplets[r0:r1] = out
     return TripletSample(triplets=triplets.reshape(-1, 3),
                          n_fallback=int(np.diff(train_before)[no_pool].sum()) * n_hard)
 
