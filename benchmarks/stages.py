@@ -392,22 +392,27 @@ def label_ours(ctx: StageContext) -> Measurement:
     shards = int(ctx.option("label_shards"))
     max_hard = int(ctx.option("label_max_hard")) or None
     if shards > 1 and device != "cuda":
-        # the pipeline's fan-out: one process per user shard, then merge_labels
-        labels = _label_in_shards(user_song, playlist_song, e, int(ctx.option("label_block_size")), device,
-                                  ctx.seed, shards, max_hard, progress)
+        # the pipeline's fan-out: one process per user shard writing its file, then the
+        # streaming merge of the files (merge_label_files), as merge_label_shards does
+        scored_pairs, summary = _label_in_shards(user_song, playlist_song, e, int(ctx.option("label_block_size")),
+                                                 device, ctx.seed, shards, ctx.work, max_hard, progress)
+        merge_seconds = clock() - summary.pop("compute_seconds")
     else:
         labels = label_users(user_song, playlist_song, e, block_size=int(ctx.option("label_block_size")),
                              progress=progress, device=device, seed=ctx.seed, max_hard_candidates=max_hard)
+        _save(ctx.work / "labels.npz", **labels.arrays(include_optional=True))
+        scored_pairs, merge_seconds = int(labels.scored_pairs), 0.0
+        summary = {"users": labels.n_users, "liked_pairs": int(labels.liked_playlists.size),
+                   "hard_pool_entries": int(labels.hard_playlists.size)}
     seconds = clock()
-    _save(ctx.work / "labels.npz", **labels.arrays(include_optional=True))
     _save(ctx.work / "exploration.npz", e=e)
     return Measurement(
         ctx.stage, "ours", "ours", "fused blocked sparse overlap -> score -> bucketed top-k selection",
-        "scored pairs", int(labels.scored_pairs), int(labels.liked_playlists.size), seconds,
-        _rate(labels.scored_pairs, seconds), "cuda" if device == "cuda" else "cpu",
-        metrics={"users": labels.n_users, "playlists": int(playlist_song.shape[0]),
-                 "hard_pool_entries": int(labels.hard_playlists.size), "kernel": device,
-                 "max_hard_candidates": max_hard or 0,
+        "scored pairs", scored_pairs, summary["liked_pairs"], seconds, _rate(scored_pairs, seconds),
+        "cuda" if device == "cuda" else "cpu",
+        metrics={"users": summary["users"], "playlists": int(playlist_song.shape[0]),
+                 "hard_pool_entries": summary["hard_pool_entries"], "kernel": device,
+                 "max_hard_candidates": max_hard or 0, "merge_seconds": round(merge_seconds, 3),
                  "shards": int(ctx.option("label_shards"))},
     )
 
@@ -415,29 +420,43 @@ def label_ours(ctx: StageContext) -> Measurement:
 _SHARD_INPUTS: dict = {}
 
 
-def _label_shard(bounds: tuple[int, int]):
+def _label_shard(bounds: tuple[int, int]) -> tuple[int, str]:
+    """One shard in a forked process: label its users, write its file; (scored pairs, file)."""
     from spotify_assets.labeling import label_users
 
     i = _SHARD_INPUTS
-    return label_users(i["user_song"], i["playlist_song"], i["e"], block_size=i["block_size"], device=i["device"],
-                       seed=i["seed"], start=bounds[0], stop=bounds[1], max_hard_candidates=i["max_hard"],
-                       progress=i["progress"])
+    labels = label_users(i["user_song"], i["playlist_song"], i["e"], block_size=i["block_size"], device=i["device"],
+                         seed=i["seed"], start=bounds[0], stop=bounds[1], max_hard_candidates=i["max_hard"],
+                         progress=i["progress"])
+    path = i["folder"] / f"{bounds[0]:09d}-{bounds[1]:09d}.npz"
+    _save(path, **labels.arrays(include_optional=True))
+    return int(labels.scored_pairs), str(path)
 
 
-def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, seed: int, shards: int,
-                     max_hard: int | None = None, progress=None):
-    """label_users over ``shards`` contiguous user ranges in forked processes, merged in order."""
+def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, seed: int, shards: int, work: Path,
+                     max_hard: int | None = None, progress=None) -> tuple[int, dict]:
+    """label_users over ``shards`` contiguous user ranges in forked processes, each writing
+    its shard file, then ``merge_label_files`` into ``work/labels.npz``; returns (scored
+    pairs, the merge summary plus ``compute_seconds`` of the shard phase)."""
     import multiprocessing
+    import shutil
     from concurrent.futures import ProcessPoolExecutor
 
-    from spotify_assets.labeling import merge_labels
+    from spotify_assets.labeling import merge_label_files
 
+    folder = work / "label_shards"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     _SHARD_INPUTS.update(user_song=user_song, playlist_song=playlist_song, e=e, block_size=block_size,
-                         device=device, seed=seed, max_hard=max_hard, progress=progress)
+                         device=device, seed=seed, max_hard=max_hard, progress=progress, folder=folder)
     edges = np.linspace(0, user_song.shape[0], shards + 1).astype(int)
+    started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=shards, mp_context=multiprocessing.get_context("fork")) as pool:
         parts = list(pool.map(_label_shard, list(zip(edges[:-1].tolist(), edges[1:].tolist()))))
-    return merge_labels(parts)
+    compute_seconds = time.perf_counter() - started
+    summary = merge_label_files([path for _, path in parts], work / "labels.npz")
+    shutil.rmtree(folder)
+    return sum(pairs for pairs, _ in parts), {**summary, "compute_seconds": compute_seconds}
 
 
 def label_naive(ctx: StageContext) -> Measurement:

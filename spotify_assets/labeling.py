@@ -49,8 +49,10 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -1029,6 +1031,82 @@ def merge_labels(parts: list[Labels]) -> Labels:
         for other in owned[1:]:
             ownership.merge(other)
     return concat_blocks(blocks, seconds=sum(part.seconds for part in parts), ownership=ownership)
+
+
+_INDPTR_ARRAYS = ("liked_indptr", "hard_indptr")
+_OWNERSHIP_ARRAYS = ("ownership_users", "ownership_priorities")
+
+
+def _merged_ownership(readers: list, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shards' ownership candidates merged as :func:`merge_labels` merges them (exact top k
+    of the union per playlist, shard after shard), ``chunk`` playlists at a time: every step
+    of the merge is row-wise, so the chunked result is the same, with transients bounded
+    by the chunk."""
+    users = [r["ownership_users"] for r in readers]
+    priorities = [r["ownership_priorities"] for r in readers]
+    out_users, out_priorities = np.empty_like(users[0]), np.empty_like(priorities[0])
+    for lo in range(0, users[0].shape[0], chunk):
+        hi = min(lo + chunk, users[0].shape[0])
+        merged = OwnershipCandidates.from_arrays(users[0][lo:hi], priorities[0][lo:hi])
+        for u, p in zip(users[1:], priorities[1:]):
+            merged.merge(OwnershipCandidates.from_arrays(u[lo:hi], p[lo:hi]))
+        out_users[lo:hi], out_priorities[lo:hi] = merged.users, merged.priorities
+    return out_users, out_priorities
+
+
+def merge_label_files(shards: Sequence[Path | str], out: Path | str, chunk_playlists: int = 1 << 16) -> dict:
+    """Merge label shard files (``np.savez`` of :meth:`Labels.arrays`, consecutive user ranges
+    given in user order) into ``out``, array by array.
+
+    ``out`` is byte for byte the ``np.savez`` of ``merge_labels(shards).arrays(...)`` with the
+    shards' optional arrays, but memory holds one array at a time (its shard parts and the
+    result) instead of every shard plus the merged copy: at full scale (1M users, 365M liked
+    pairs) that is ~3 GB instead of ~13 GB.
+
+    Returns the summary a merge step reports: users, users_with_liked, liked_pairs,
+    hard_pool_entries, n_scored_median, ownership_k (0 without ownership arrays).
+    """
+    if not shards:
+        raise ValueError("no label shards to merge")
+    readers = [np.load(path, allow_pickle=False) for path in shards]
+    try:
+        names = list(readers[0].files)
+        for path, reader in zip(shards, readers):
+            if list(reader.files) != names:
+                raise ValueError(f"label shard {path} has arrays {reader.files}, expected {names}")
+        summary: dict = {"ownership_k": 0}
+        ownership = _merged_ownership(readers, chunk_playlists) if _OWNERSHIP_ARRAYS[0] in names else None
+        # the layout np.savez writes: stored (uncompressed) zip64 members "<name>.npy"
+        with zipfile.ZipFile(out, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name in names:
+                if name in _OWNERSHIP_ARRAYS:
+                    array = ownership[_OWNERSHIP_ARRAYS.index(name)]
+                    summary["ownership_k"] = int(array.shape[1])
+                elif name in _INDPTR_ARRAYS:
+                    parts, offset = [np.zeros(1, dtype=np.int64)], 0
+                    for reader in readers:
+                        part = reader[name]
+                        parts.append(part[1:] + offset)
+                        offset += int(part[-1])
+                    array = np.concatenate(parts)
+                    if name == "liked_indptr":
+                        summary["users_with_liked"] = int((np.diff(array) > 0).sum())
+                else:
+                    array = np.concatenate([reader[name] for reader in readers])
+                    if name == "n_scored":
+                        summary["users"] = int(array.size)
+                        summary["n_scored_median"] = float(np.median(array)) if array.size else 0.0
+                    elif name == "liked_playlists":
+                        summary["liked_pairs"] = int(array.size)
+                    elif name == "hard_playlists":
+                        summary["hard_pool_entries"] = int(array.size)
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+                del array
+    finally:
+        for reader in readers:
+            reader.close()
+    return summary
 
 
 def block_ranges(n_users: int, block_size: int) -> list[tuple[int, int]]:

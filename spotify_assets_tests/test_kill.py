@@ -48,7 +48,8 @@ class WriterProcess:
             stderr=self._stderr, text=True, start_new_session=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         for line in self.process.stdout:
@@ -75,6 +76,9 @@ class WriterProcess:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
+        # every line the writer printed before it died reaches the queue before the
+        # caller reads which round it was in (on a loaded machine the pump lags behind)
+        self._pump_thread.join(timeout=60)
         self.process.stdout.close()
         self._stderr.close()
 

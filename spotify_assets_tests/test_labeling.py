@@ -17,6 +17,7 @@ from spotify_assets.labeling import (
     label_block,
     label_users,
     liked_counts,
+    merge_label_files,
     merge_labels,
     ownership_candidates_reference,
     subsample_keys,
@@ -79,6 +80,34 @@ def test_results_do_not_depend_on_block_size_or_sharding(medium) -> None:
     merged = OwnershipCandidates.from_arrays(shards[2].ownership.users, shards[2].ownership.priorities)
     merged.merge(shards[0].ownership).merge(shards[1].ownership)
     np.testing.assert_array_equal(merged.users, whole.ownership.users)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 16])
+def test_merging_shard_files_equals_the_in_memory_merge_byte_for_byte(medium, tmp_path, chunk: int) -> None:
+    """The pipeline's streaming merge writes exactly what np.savez of merge_labels writes,
+    whatever the ownership chunk (every merge step is per playlist)."""
+    user_song, playlist_song, e = medium
+    shards = [label_users(user_song, playlist_song, e, block_size=9, ownership_k=4, start=a, stop=b,
+                          max_hard_candidates=3, seed=5)
+              for a, b in [(0, 70), (70, 71), (71, 200)]]
+    paths = []
+    for index, shard in enumerate(shards):
+        paths.append(tmp_path / f"shard{index}.npz")
+        np.savez(paths[-1], **shard.arrays(include_optional=True))
+    expected = merge_labels(shards)
+    np.savez(tmp_path / "expected.npz", **expected.arrays(include_optional=True))
+    summary = merge_label_files(paths, tmp_path / "streamed.npz", chunk_playlists=chunk)
+    assert (tmp_path / "streamed.npz").read_bytes() == (tmp_path / "expected.npz").read_bytes()
+    n_liked = np.diff(expected.liked_indptr)
+    assert summary == {"users": 200, "users_with_liked": int((n_liked > 0).sum()),
+                       "liked_pairs": int(expected.liked_playlists.size),
+                       "hard_pool_entries": int(expected.hard_playlists.size),
+                       "n_scored_median": float(np.median(expected.n_scored)), "ownership_k": 4}
+    with pytest.raises(ValueError, match="no label shards"):
+        merge_label_files([], tmp_path / "none.npz")
+    np.savez(tmp_path / "odd.npz", **shards[0].arrays())  # without the optional arrays
+    with pytest.raises(ValueError, match="expected"):
+        merge_label_files([paths[0], tmp_path / "odd.npz"], tmp_path / "bad.npz")
 
 
 def test_ties_break_by_lower_playlist_id_single_scored_playlist_and_empty_users() -> None:

@@ -14,11 +14,10 @@ import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.labeling import (
-    Labels,
-    OwnershipCandidates,
     block_ranges,
     exploration_coefficients,
     label_users,
+    merge_label_files,
     merge_labels,
     resolve_device,
 )
@@ -142,14 +141,6 @@ def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: Artifact
             "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb()}
 
 
-def _load_labels(artifacts: ArtifactStore, shard: dict) -> Labels:
-    arrays = artifacts.load_arrays(*shard["artifact"])
-    ownership = None
-    if "ownership_users" in arrays:
-        ownership = OwnershipCandidates.from_arrays(arrays.pop("ownership_users"), arrays.pop("ownership_priorities"))
-    return Labels(scored_pairs=shard["scored_pairs"], seconds=shard["seconds"], ownership=ownership, **arrays)
-
-
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
 def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: ArtifactStore):
     """Concatenate shard results in user order (ownership candidates merged to the exact
@@ -159,11 +150,18 @@ def merge_label_shards(context: dg.OpExecutionContext, shards: list, artifacts: 
 
 def _merge_shards(shards: list[dict], artifacts: ArtifactStore):
     shards = sorted((s for s in shards if not s.get("empty")), key=lambda shard: shard["start"])
-    labels = merge_labels([_load_labels(artifacts, s) for s in shards])
-    artifacts.save_arrays(*LABELS, **labels.arrays(include_optional=True))
+    if shards:
+        # array by array from the shard files: memory holds one array, not every shard plus the merge
+        with artifacts.atomic_path(*LABELS) as tmp:
+            summary = merge_label_files([artifacts.path(*s["artifact"]) for s in shards], tmp)
+    else:  # no users at all
+        empty = merge_labels([])
+        artifacts.save_arrays(*LABELS, **empty.arrays(include_optional=True))
+        summary = {"users": 0, "users_with_liked": 0, "liked_pairs": 0, "hard_pool_entries": 0,
+                   "n_scored_median": 0.0, "ownership_k": 0}
     path = artifacts.url(*LABELS)
     compute_seconds = sum(shard["seconds"] for shard in shards)
-    n_liked = np.diff(labels.liked_indptr)
+    scored_pairs = sum(int(shard["scored_pairs"]) for shard in shards)
     table = markdown_table([
         {"shard": f"{s['start']}-{s['stop']}", "scored pairs": s["scored_pairs"], "seconds": round(s["seconds"], 2),
          "M pairs/s": round(s["scored_pairs"] / max(s["seconds"], 1e-9) / 1e6, 2),
@@ -173,15 +171,15 @@ def _merge_shards(shards: list[dict], artifacts: ArtifactStore):
         {"path": str(path)},
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "users": labels.n_users,
-            "users_with_liked": int((n_liked > 0).sum()),
-            "liked_pairs": int(labels.liked_playlists.size),
-            "hard_pool_entries": int(labels.hard_playlists.size),
-            "scored_pairs": labels.scored_pairs,
-            "scored_pairs_per_user_median": float(np.median(labels.n_scored)) if labels.n_users else 0.0,
-            "ownership_candidates_per_playlist": int(labels.ownership.k) if labels.ownership is not None else 0,
+            "users": summary["users"],
+            "users_with_liked": summary["users_with_liked"],
+            "liked_pairs": summary["liked_pairs"],
+            "hard_pool_entries": summary["hard_pool_entries"],
+            "scored_pairs": scored_pairs,
+            "scored_pairs_per_user_median": summary["n_scored_median"],
+            "ownership_candidates_per_playlist": summary["ownership_k"],
             "shard_compute_seconds": round(compute_seconds, 3),
-            "pairs_per_second": round(labels.scored_pairs / max(compute_seconds, 1e-9)),
+            "pairs_per_second": round(scored_pairs / max(compute_seconds, 1e-9)),
             "shards": dg.MetadataValue.md(table),
             "peak_rss_mb_shard_max": max((s.get("peak_rss_mb", 0.0) for s in shards), default=0.0),
             "peak_rss_mb_merge": peak_rss_mb(),
