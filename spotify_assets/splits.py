@@ -172,15 +172,24 @@ def split_users(
     n_cold = int(_round_half_up(np.array(cold_share * with_positives.size)))
     if n_cold:
         cold[_rng(seed, _STREAM_COLD).choice(with_positives, size=n_cold, replace=False)] = True
-    users = _row_ids(liked_indptr)
-    # a uniformly random rank of each positive within its user (one sort for all users)
-    keys = _rng(seed, _STREAM_SPLIT).random(users.size)
-    order = np.lexsort((keys, users))
-    rank = np.empty(users.size, dtype=np.int64)
-    rank[order] = np.arange(users.size) - liked_indptr[users[order]]
     n_train, n_val, _ = split_sizes(counts, fractions, min_positives)
-    split = np.where(rank < n_train[users], TRAIN, np.where(rank < (n_train + n_val)[users], VAL, TEST)).astype(np.int8)
-    split[cold[users]] = TEST
+    train_end, val_end = n_train, n_train + n_val
+    split = np.empty(int(liked_indptr[-1]), dtype=np.int8)
+    # A uniformly random rank of each positive within its user: one key per pair from one
+    # stream, sorted per user. Blocks of whole users draw consecutive pieces of that stream
+    # (the same keys as one draw of all of them), so temporaries are bounded by the block,
+    # not by all liked pairs (365M at full scale: ~15 GB at once).
+    keys_rng = _rng(seed, _STREAM_SPLIT)
+    bounds = _user_blocks(liked_indptr, _SPLIT_BLOCK_PAIRS)
+    for u0, u1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        lo, hi = int(liked_indptr[u0]), int(liked_indptr[u1])
+        users = np.repeat(np.arange(u0, u1, dtype=np.int64), counts[u0:u1])
+        keys = keys_rng.random(hi - lo)
+        order = np.lexsort((keys, users))
+        rank = np.empty(hi - lo, dtype=np.int64)
+        rank[order] = np.arange(lo, hi) - liked_indptr[users[order]]
+        split[lo:hi] = np.where(rank < train_end[users], TRAIN, np.where(rank < val_end[users], VAL, TEST))
+        split[lo:hi][cold[users]] = TEST
     return UserSplits(split=split, cold=cold)
 
 
@@ -431,6 +440,7 @@ def usable_hard_pools(hard_indptr: np.ndarray, hard_playlists: np.ndarray, owner
 # (not on threads or timing), and every temporary is bounded by the block (and stays in
 # cache) instead of growing with all liked pairs.
 _BLOCK_PAIRS = 1 << 16
+_SPLIT_BLOCK_PAIRS = 1 << 22  # split_users: one key sort per ~4M liked pairs
 
 
 def _block_rng(seed: int, stream: int, block: int) -> np.random.Generator:
