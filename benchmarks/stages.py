@@ -168,11 +168,11 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
+def _load(path: Path, *names: str) -> dict[str, np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the stage that writes it first")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    with np.load(path, allow_pickle=False) as data:  # only ``names`` when given: members load lazily
+        return {name: data[name] for name in (names or data.files)}
 
 
 def _load_csr(path: Path) -> sp.csr_matrix:
@@ -466,7 +466,7 @@ def label_naive(ctx: StageContext) -> Measurement:
     user_song = _load_csr(ctx.work / "user_song.npz")
     playlist_song = _load_csr(ctx.work / "playlist_song.npz")
     e = _load(ctx.work / "exploration.npz")["e"]
-    labels = _load(ctx.work / "labels.npz")
+    labels = _load(ctx.work / "labels.npz", "liked_indptr", "liked_playlists", "n_scored")
     users = _seeded_order(user_song.shape[0], ctx.seed, 1)
     run = label_per_pair(user_song, playlist_song, e, users, ctx.budget_s)
     indptr, liked = labels["liked_indptr"], labels["liked_playlists"]
@@ -488,7 +488,8 @@ def splits_ours(ctx: StageContext) -> Measurement:
     from spotify_assets.labeling import OwnershipCandidates
     from spotify_assets.splits import assign_ownership, split_users
 
-    labels = _load(ctx.work / "labels.npz")
+    labels = _load(ctx.work / "labels.npz", "liked_indptr", "liked_playlists", "ownership_users",
+                   "ownership_priorities")
     candidates = OwnershipCandidates.from_arrays(labels["ownership_users"], labels["ownership_priorities"])
     clock = _timer()
     result = split_users(labels["liked_indptr"], ctx.seed)
@@ -507,7 +508,9 @@ def splits_ours(ctx: StageContext) -> Measurement:
 
 
 def _split_inputs(ctx: StageContext) -> tuple[dict, dict]:
-    return _load(ctx.work / "labels.npz"), _load(ctx.work / "splits.npz")
+    return (_load(ctx.work / "labels.npz", "liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists",
+                  "n_scored"),
+            _load(ctx.work / "splits.npz"))
 
 
 def triplets_ours(ctx: StageContext) -> Measurement:
@@ -596,7 +599,7 @@ def eval_naive(ctx: StageContext) -> Measurement:
 def _bpr_triplets(ctx: StageContext) -> tuple[np.ndarray, int, int]:
     """A seeded subset of ``bpr_triplets`` rows (all when there are fewer), int64 (N, 3)."""
     triplets = _load(ctx.work / "triplets.npz")["triplets"]
-    labels = _load(ctx.work / "labels.npz")
+    labels = _load(ctx.work / "labels.npz", "n_scored")
     n_users = int(labels["n_scored"].size)
     n_playlists = int(_load(ctx.work / "splits.npz")["owner"].size)
     want = int(ctx.option("bpr_triplets"))

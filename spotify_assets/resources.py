@@ -272,12 +272,17 @@ class ArtifactStore(dg.ConfigurableResource):
                 np.savez(handle, **arrays)
         return self.local_root().joinpath(*parts)
 
-    def load_arrays(self, *parts: str) -> dict[str, np.ndarray]:
-        """Read an .npz written by :meth:`save_arrays` (pickle disabled)."""
+    def load_arrays(self, *parts: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Read an .npz written by :meth:`save_arrays` (pickle disabled): every array, or
+        only ``names`` (the others are never read: at full scale labels.npz holds ~6 GB of
+        which a step may need a third)."""
         if not self.exists(*parts):
             raise FileNotFoundError(f"artifact {self.url(*parts)} is missing: materialize its asset first")
         with np.load(self.path(*parts), allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+            missing = sorted(set(names or ()) - set(data.files))
+            if missing:
+                raise KeyError(f"artifact {self.url(*parts)} has no arrays {missing}: re-materialize its asset")
+            return {name: data[name] for name in (names if names is not None else data.files)}
 
 
 class FeedbackStore(dg.ConfigurableResource):

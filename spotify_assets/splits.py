@@ -214,11 +214,12 @@ def liked_keys(liked_indptr: np.ndarray, liked_playlists: np.ndarray, n_playlist
                split: np.ndarray | None = None, which: tuple[int, ...] | None = None) -> np.ndarray:
     """Sorted int64 keys ``user · n_playlists + playlist`` of the liked pairs (of the
     splits in ``which`` when given)."""
-    users = _row_ids(liked_indptr)
-    playlists = liked_playlists
-    if which is not None:
-        chosen = np.isin(split, which)
-        users, playlists = users[chosen], playlists[chosen]
+    if which is None:
+        users, playlists = _row_ids(liked_indptr), liked_playlists
+    else:  # the users of the chosen pairs only (not a row id for every liked pair)
+        chosen = np.flatnonzero(np.isin(split, which))
+        users = np.searchsorted(liked_indptr, chosen, side="right") - 1
+        playlists = liked_playlists[chosen]
     return np.sort(_pair_keys(users, playlists, n_playlists))
 
 

@@ -88,3 +88,14 @@ def test_json_hand_offs_at_a_url(store_url: str) -> None:
     assert loaded == {"start": 0, "stop": 7}
     fs, base = fsspec.core.url_to_fs(store_url)
     assert len(fs.glob(f"{base}/_op_outputs/*.json")) == 1
+
+
+def test_load_only_the_named_arrays(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path / "artifacts"))
+    store.save_arrays("label", "labels.npz", liked=np.arange(4), scores=np.ones(4), hard=np.zeros(2))
+    assert sorted(store.load_arrays("label", "labels.npz")) == ["hard", "liked", "scores"]
+    picked = store.load_arrays("label", "labels.npz", names=("liked", "hard"))
+    assert list(picked) == ["liked", "hard"]
+    np.testing.assert_array_equal(picked["liked"], np.arange(4))
+    with pytest.raises(KeyError, match="ownership_users"):
+        store.load_arrays("label", "labels.npz", names=("liked", "ownership_users"))

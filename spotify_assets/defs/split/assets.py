@@ -39,6 +39,8 @@ OWNERSHIP = ("split", "ownership.npz")
 TRIPLETS = ("split", "bpr_triplets.npz")
 EVAL = ("split", "eval_batches.npz")
 COUNTS = ("prepare", "song_counts.npz")
+#: what the samplers read of labels.npz (not the scores or the ownership candidates)
+SAMPLING_ARRAYS = ("liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists")
 
 
 def _check(name: str, asset: str, passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
@@ -130,7 +132,8 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
     """Owner per playlist (-1 = none): greedy by priority score/sqrt(s) over all scored pairs
     (the labeler's top candidates per playlist), at most ``cap`` playlists per user, never a
     playlist that is one of the owner's val/test positives."""
-    labels = artifacts.load_arrays(*LABELS)
+    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists", "ownership_users",
+                                                     "ownership_priorities"))
     split = artifacts.load_arrays(*SPLITS)["split"]
     if "ownership_users" not in labels:
         raise dg.Failure("liked_playlists has no ownership candidates: rematerialize it with ownership_k > 0")
@@ -183,7 +186,7 @@ def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, arti
                  settings: PipelineSettings) -> dg.MaterializeResult:
     """(user, positive, negative) int64 triplets: per train positive n_hard hard + n_easy easy negatives."""
     started = time.perf_counter()
-    labels = artifacts.load_arrays(*LABELS)
+    labels = artifacts.load_arrays(*LABELS, names=SAMPLING_ARRAYS)
     split = artifacts.load_arrays(*SPLITS)["split"]
     owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
     triplets, fallback = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
@@ -231,7 +234,7 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
                  settings: PipelineSettings) -> dg.MaterializeResult:
     """Validation and test batches: per held-out positive, 1 positive + n_negatives negatives."""
     started = time.perf_counter()
-    labels = artifacts.load_arrays(*LABELS)
+    labels = artifacts.load_arrays(*LABELS, names=SAMPLING_ARRAYS)
     stored = artifacts.load_arrays(*SPLITS)
     owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
     arrays, problems, rows = {}, 0, {}
