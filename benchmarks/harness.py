@@ -137,9 +137,62 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _tree_pss_kb(root: int) -> int | None:
+    """Summed PSS (KiB) of process ``root`` and its descendants: pages shared by forked
+    workers count once, so this is the tree's real footprint. None where /proc lacks it."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack, seen = 0, [root], False
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        seen = True
+                        break
+        except OSError:
+            continue
+    return total if seen else None
+
+
+class _TreeMemorySampler(threading.Thread):
+    """Samples the child's process-tree PSS every ``interval`` s; ``peak_mb`` is the largest
+    (ru_maxrss only sees the single largest process of a multi-process stage)."""
+
+    def __init__(self, pid: int, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_kb = pid, interval, None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            sample = _tree_pss_kb(self.pid)
+            if sample is not None:
+                self.peak_kb = max(self.peak_kb or 0, sample)
+
+    @property
+    def peak_mb(self) -> float | None:
+        return None if self.peak_kb is None else round(self.peak_kb / 1024, 1)
+
+
 def run_child(settings: RunSettings, stage: str, method: str, raw: Path, work: Path, log: Log) -> dict:
     """Run one method in a fresh interpreter; return its measurement dict plus
-    ``peak_rss_mb`` (the child's ru_maxrss from wait4), ``wall_seconds`` and, on failure,
+    ``peak_rss_mb`` (the child's ru_maxrss from wait4), ``peak_tree_pss_mb`` (the largest
+    sampled PSS of the child and its workers together), ``wall_seconds`` and, on failure,
     ``error``."""
     result_path = work / f"result.{stage}.{method}.json"
     result_path.unlink(missing_ok=True)
@@ -150,10 +203,13 @@ def run_child(settings: RunSettings, stage: str, method: str, raw: Path, work: P
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env())
     timer = threading.Timer(settings.child_timeout, proc.kill)
     timer.start()
+    sampler = _TreeMemorySampler(proc.pid)
+    sampler.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
+        sampler.done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     peak_mb = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
@@ -162,7 +218,7 @@ def run_child(settings: RunSettings, stage: str, method: str, raw: Path, work: P
         return {"stage": stage, "method": method, "error": f"exit status {proc.returncode}",
                 "wall_seconds": round(wall, 3), "peak_rss_mb": peak_mb}
     row = json.loads(result_path.read_text())
-    row.update(wall_seconds=round(wall, 3), peak_rss_mb=peak_mb)
+    row.update(wall_seconds=round(wall, 3), peak_rss_mb=peak_mb, peak_tree_pss_mb=sampler.peak_mb)
     if method != "ours":
         result_path.unlink()
     return row
@@ -383,7 +439,8 @@ def render_markdown(results: dict) -> str:
         f"DuckDB {machine['versions']['duckdb']}, implicit {machine['versions']['implicit']}.",
         "Data: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
                               for k, v in data.items()) + ".",
-        f"Each method ran in its own subprocess (peak RSS is that process's `ru_maxrss`). Naive methods ran for at "
+        f"Each method ran in its own subprocess (peak RSS is that process's `ru_maxrss`; for stages with worker "
+        f"processes the notes add the peak of their summed PSS, sampled every second). Naive methods ran for at "
         f"most {results['naive_budget_seconds']:g} s; rows marked *extrapolated from N rows* processed N units and "
         "their seconds are scaled linearly to the whole input. Ratios are rows/s of ours over the other method.",
         "",
@@ -411,6 +468,9 @@ def render_markdown(results: dict) -> str:
             for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "similarity_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")
+            tree = row.get("peak_tree_pss_mb")
+            if tree and tree > 1.1 * row["peak_rss_mb"]:  # worker processes: their sum matters
+                notes.append(f"processes together peaked at {tree:,.0f} MB (PSS)")
             if metrics.get("reached_recall_0_95") is False:
                 notes.append("**recall@10 0.95 not reached in the sweep: QPS at the largest setting**")
             if "embeddings" in metrics and row["method"] == "exact":
