@@ -30,6 +30,7 @@ from dagster_dask import dask_executor
 
 import spotify_assets.definitions as local_location
 from spotify_assets.defs.label.assets import static_liked_playlists
+from spotify_assets.deployment import with_executor
 
 LIKED = dg.AssetKey("liked_playlists")
 LABEL_SHARDS = int(os.environ.get("SPOTIFY_ASSETS_DASK_LABEL_SHARDS", "8"))
@@ -48,34 +49,15 @@ def _executor() -> dg.ExecutorDefinition:
     return dask_executor.configured({"cluster": cluster_config()}, name="dask_step_executor")
 
 
-def _on_dask(job, executor: dg.ExecutorDefinition) -> dg.UnresolvedAssetJobDefinition:
-    """The same asset job (name, selection, description, tags, config, partitions) on Dask."""
-    return dg.define_asset_job(name=job.name, selection=job.selection, description=job.description, tags=job.tags,
-                               run_tags=job.run_tags, config=job.config, partitions_def=job.partitions_def,
-                               metadata=job.metadata, executor_def=executor)
-
-
 def build_dask_definitions(base: dg.Definitions | None = None, label_shards: int = LABEL_SHARDS) -> dg.Definitions:
     """``base`` (default: ``spotify_assets.definitions.defs``) with ``liked_playlists`` fanned
     out statically to ``label_shards`` steps and every job on the Dask executor."""
     base = base if base is not None else local_location.defs
-    executor = _executor()
     assets = [a for a in base.assets or [] if not (isinstance(a, dg.AssetsDefinition) and LIKED in a.keys)]
     if len(assets) != len(base.assets or []) - 1:
         raise ValueError("expected exactly one liked_playlists asset in the base definitions")
     assets.append(static_liked_playlists(label_shards))
-    jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
-    for job in base.jobs or []:
-        jobs.setdefault(job.name, _on_dask(job, executor))
-    schedules = [s.with_updated_job(jobs[s.job_name]) if s.has_job and s.job_name in jobs else s
-                 for s in base.schedules or []]
-    sensors = []
-    for sensor in base.sensors or []:
-        targets = [jobs[j.name] for j in sensor.jobs if j.name in jobs] if sensor.has_jobs else []
-        sensors.append(sensor.with_updated_jobs(targets) if targets else sensor)
-    return dg.Definitions(assets=assets, asset_checks=base.asset_checks, jobs=list(jobs.values()),
-                          schedules=schedules, sensors=sensors, resources=base.resources, loggers=base.loggers,
-                          executor=executor)
+    return with_executor(base, _executor(), assets=assets)
 
 
 defs = build_dask_definitions()

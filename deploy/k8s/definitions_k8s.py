@@ -31,6 +31,7 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 
 import spotify_assets.definitions as local_location
+from spotify_assets.deployment import with_executor
 from spotify_assets.resources import DUCKDB_OP_TAGS
 
 _DUCKDB_KEY, _DUCKDB_VALUE = next(iter(DUCKDB_OP_TAGS.items()))
@@ -101,45 +102,10 @@ k8s_executor = k8s_job_executor.configured(
 )
 
 
-def _on_k8s(job) -> dg.UnresolvedAssetJobDefinition:
-    """The same asset job (name, selection, description, tags, config, partitions) with the
-    Kubernetes executor."""
-    return dg.define_asset_job(
-        name=job.name,
-        selection=job.selection,
-        description=job.description,
-        tags=job.tags,
-        run_tags=job.run_tags,
-        config=job.config,
-        partitions_def=job.partitions_def,
-        metadata=job.metadata,
-        executor_def=k8s_executor,
-    )
-
-
 def build_k8s_definitions(base: dg.Definitions | None = None) -> dg.Definitions:
     """``base`` (default: ``spotify_assets.definitions.defs``) with every job moved to the
     Kubernetes executor and the schedules and sensors pointed at the moved jobs."""
-    base = base if base is not None else local_location.defs
-    jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
-    for job in base.jobs or []:
-        jobs.setdefault(job.name, _on_k8s(job))
-    schedules = [s.with_updated_job(jobs[s.job_name]) if s.has_job and s.job_name in jobs else s
-                 for s in base.schedules or []]
-    sensors = []
-    for sensor in base.sensors or []:
-        targets = [jobs[j.name] for j in sensor.jobs if j.name in jobs] if sensor.has_jobs else []
-        sensors.append(sensor.with_updated_jobs(targets) if targets else sensor)
-    return dg.Definitions(
-        assets=base.assets,
-        asset_checks=base.asset_checks,
-        jobs=list(jobs.values()),
-        schedules=schedules,
-        sensors=sensors,
-        resources=base.resources,
-        loggers=base.loggers,
-        executor=k8s_executor,
-    )
+    return with_executor(base if base is not None else local_location.defs, k8s_executor)
 
 
 defs = build_k8s_definitions()
