@@ -4,34 +4,24 @@ executor and fans ``liked_playlists`` out to a fixed number of shard steps."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from spotify_assets.resources import PROJECT_ROOT
+from spotify_assets_tests.variants import assert_validates, load_variant
 
 DEFINITIONS = PROJECT_ROOT / "deploy" / "dask" / "definitions_dask.py"
 
 
 @pytest.fixture(scope="module")
 def dask_module():
-    spec = importlib.util.spec_from_file_location("definitions_dask", DEFINITIONS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_variant(DEFINITIONS)
 
 
 @pytest.mark.slow  # a fresh interpreter loads the whole code location
 def test_dagster_definitions_validate_accepts_the_dask_variant(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SPOTIFY_ASSETS_DASK_LABEL_SHARDS": "5"}
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-f",
-                           str(DEFINITIONS)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "Validation successful" in done.stdout + done.stderr
+    assert_validates(DEFINITIONS, tmp_path, SPOTIFY_ASSETS_DASK_LABEL_SHARDS="5")
 
 
 def test_same_graph_every_job_on_dask_with_static_label_shards(dask_module) -> None:

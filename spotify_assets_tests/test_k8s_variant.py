@@ -4,16 +4,13 @@ k8s_job_executor, and asks for a GPU for the PyTorch training steps only."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from spotify_assets.resources import PROJECT_ROOT
+from spotify_assets_tests.variants import assert_validates, load_variant
 
 K8S_DIR = PROJECT_ROOT / "deploy" / "k8s"
 DEFINITIONS = K8S_DIR / "definitions_k8s.py"
@@ -21,19 +18,12 @@ DEFINITIONS = K8S_DIR / "definitions_k8s.py"
 
 @pytest.fixture(scope="module")
 def k8s_module():
-    spec = importlib.util.spec_from_file_location("definitions_k8s", DEFINITIONS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_variant(DEFINITIONS)
 
 
 @pytest.mark.slow  # a fresh interpreter loads the whole code location (~25-40 s on 2 shared cores)
 def test_dagster_definitions_validate_accepts_the_k8s_variant(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-f",
-                           str(DEFINITIONS)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "Validation successful" in done.stdout + done.stderr
+    assert_validates(DEFINITIONS, tmp_path)
 
 
 def test_same_graph_every_job_on_the_k8s_executor(k8s_module) -> None:
