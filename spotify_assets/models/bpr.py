@@ -70,6 +70,7 @@ ROWS_PER_FUSED_STEP = 65536
 #: (epochs x triplets): below it the ~20 s compile costs more than it saves
 COMPILE_MIN_UPDATES = 50_000_000
 CompileMode = Literal["auto", "on", "off"]
+COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ class BPRConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.compile not in ("auto", "on", "off"):
-            raise ValueError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         for name in ("dim", "batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -326,7 +327,6 @@ class BPRModule(pl.LightningModule):
     def __init__(self, n_users: int, n_playlists: int, config: BPRConfig, n_triplets: int = 0):
         super().__init__()
         self.n_triplets = n_triplets  # per epoch; decides compile="auto"
-        self.compiled = False
         self.save_hyperparameters({"n_users": n_users, "n_playlists": n_playlists, **asdict(config)})
         self.config = config
         self.net = BPRNet(n_users, n_playlists, config.dim, config.init_std,
@@ -380,7 +380,6 @@ class BPRModule(pl.LightningModule):
         self.trained_on = str(self.device)
         if use_compiled_update(self.config, self.n_triplets, self.device.type):
             self._fused = CompiledBPRStep(self.config.batch_size)
-        self.compiled = isinstance(self._fused, CompiledBPRStep)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss, self._epoch_rows = None, 0
@@ -608,7 +607,7 @@ def train_bpr(
         warnings.filterwarnings("ignore", message=".*`configure_optimizers`.*")
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     seconds = time.perf_counter() - started
-    compiled = bool(module.compiled and module._fused.failed is None)
+    compiled = isinstance(module._fused, CompiledBPRStep) and module._fused.failed is None
     compile_seconds = module._fused.compile_seconds if compiled else 0.0
     return BPRResult(
         best_val_mrr=saver.best if saver.best_epoch >= 0 else float("nan"),

@@ -14,7 +14,7 @@ from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.metrics import sampled_metrics
 from spotify_assets.models.baselines import factor_candidate_scores, popularity_scores, train_als
-from spotify_assets.models.bpr import BPRConfig, train_bpr
+from spotify_assets.models.bpr import COMPILE_MODES, BPRConfig, train_bpr
 from spotify_assets.models.knn import top_k_neighbors
 from spotify_assets.matrices import load_csr
 from spotify_assets.resources import (
@@ -70,7 +70,24 @@ def val_batch(artifacts: ArtifactStore, split: str = "val") -> tuple[np.ndarray,
     return batches[f"{split}_users"], batches[f"{split}_positives"], batches[f"{split}_negatives"]
 
 
-class BPRTrainingConfig(dg.Config):
+class _BPRTrainerConfig(dg.Config):
+    """What bpr_model and bpr_sweep both pass to the trainer."""
+
+    accelerator: str = "auto"
+    """'auto' picks the GPU when one exists."""
+    compile: str = "auto"
+    """'auto' | 'on' | 'off': compile the CPU SGD update with torch.compile (1.7-2x faster,
+    ~20 s to compile); 'auto' compiles when epochs x triplets >= 50M."""
+
+    @field_validator("compile")
+    @classmethod
+    def _known_compile(cls, value: str) -> str:
+        if value not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}")
+        return value
+
+
+class BPRTrainingConfig(_BPRTrainerConfig):
     use_sweep: bool = True
     """Take dim, lr and reg from the best bpr_sweep trial (by val MRR); False uses the values below."""
     dim: int = Field(default=64, ge=1)
@@ -93,18 +110,6 @@ class BPRTrainingConfig(dg.Config):
         if value not in ("sgd", "sparse_adam"):
             raise ValueError("optimizer must be 'sgd' or 'sparse_adam'")
         return value
-    accelerator: str = "auto"
-    """'auto' picks the GPU when one exists."""
-    compile: str = "auto"
-    """'auto' | 'on' | 'off': compile the CPU SGD update with torch.compile (1.7-2x faster,
-    ~20 s to compile); 'auto' compiles when epochs x triplets >= 50M."""
-
-    @field_validator("compile")
-    @classmethod
-    def _known_compile(cls, value: str) -> str:
-        if value not in ("auto", "on", "off"):
-            raise ValueError("compile must be 'auto', 'on' or 'off'")
-        return value
 
 
 def _bpr_inputs(artifacts: ArtifactStore) -> tuple[np.ndarray, int, int]:
@@ -118,7 +123,7 @@ def _history_table(history: list[dict]) -> str:
     return markdown_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in history])
 
 
-class BPRSweepConfig(dg.Config):
+class BPRSweepConfig(_BPRTrainerConfig):
     dims: list[int] = Field(default=[32, 64], min_length=1)
     lrs: list[float] = Field(default=[0.05, 0.1], min_length=1)
     regs: list[float] = Field(default=[1e-4], min_length=1)
@@ -126,16 +131,6 @@ class BPRSweepConfig(dg.Config):
     """Epochs per trial (early stopping still applies)."""
     batch_size: int = 2048
     """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
-    accelerator: str = "auto"
-    compile: str = "auto"
-    """As bpr_model's: compile the CPU SGD update when epochs x triplets >= 50M."""
-
-    @field_validator("compile")
-    @classmethod
-    def _known_compile(cls, value: str) -> str:
-        if value not in ("auto", "on", "off"):
-            raise ValueError("compile must be 'auto', 'on' or 'off'")
-        return value
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
