@@ -186,19 +186,22 @@ class ArtifactStore(dg.ConfigurableResource):
             self._fetch(target, *parts)
         return target
 
-    def _fetch(self, target: Path, *parts: str) -> None:
+    def _fetch(self, target: Path, *parts: str) -> bool:
+        """Bring the remote object ``parts`` to ``target`` unless the cached copy is current;
+        False when there is no such object (one ``info`` call either way)."""
         fs, _ = self._filesystem()
         key = self._remote_key(*parts)
         try:
             info = fs.info(key)
         except FileNotFoundError:
-            return
+            return False
         if info.get("type") == "directory":
-            return
+            return False
         signature = self._signature(info)
         stamp = target.with_name(f".{target.name}.remote")
         if target.exists() and stamp.exists() and stamp.read_text() == signature:
-            return
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             fs.get_file(key, str(tmp))
@@ -206,6 +209,7 @@ class ArtifactStore(dg.ConfigurableResource):
         finally:
             tmp.unlink(missing_ok=True)
         stamp.write_text(signature)
+        return True
 
     def publish(self, *parts: str) -> str:
         """Upload the local file ``path(*parts)`` to a URL root (no-op for a local root);
@@ -234,11 +238,11 @@ class ArtifactStore(dg.ConfigurableResource):
         folder that mirrors it; for a local root, just the folder. For readers of whole
         folders (the serving bundle, the track embeddings)."""
         if self.is_remote:
-            fs, _ = self._filesystem()
+            fs, root = self._filesystem()
             base = self._remote_key(*prefix)
             if fs.exists(base):
                 for key in fs.find(base):
-                    relative = key[len(self._remote_key()) + 1:] if self._remote_key() else key
+                    relative = key[len(root) + 1:] if root else key
                     self.path(*relative.split("/"))
         folder = self.local_root().joinpath(*prefix)
         folder.mkdir(parents=True, exist_ok=True)
@@ -276,9 +280,10 @@ class ArtifactStore(dg.ConfigurableResource):
         """Read an .npz written by :meth:`save_arrays` (pickle disabled): every array, or
         only ``names`` (the others are never read: at full scale labels.npz holds ~6 GB of
         which a step may need a third)."""
-        if not self.exists(*parts):
+        target = self.local_root().joinpath(*parts)
+        if not (self._fetch(target, *parts) if self.is_remote else target.exists()):
             raise FileNotFoundError(f"artifact {self.url(*parts)} is missing: materialize its asset first")
-        with np.load(self.path(*parts), allow_pickle=False) as data:
+        with np.load(target, allow_pickle=False) as data:
             missing = sorted(set(names or ()) - set(data.files))
             if missing:
                 raise KeyError(f"artifact {self.url(*parts)} has no arrays {missing}: re-materialize its asset")
@@ -321,12 +326,12 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     root: str = Field(description="Folder or fsspec URL for the per-run JSON values.")
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        identifier = "__".join(context.get_identifier())
-        return Path(self.root) / f"{identifier}.json"
-
     def _url(self, context: dg.OutputContext | dg.InputContext) -> str:
+        """Where an output lives: a URL for a URL root, else a local path."""
         return f"{self.root.rstrip('/')}/{'__'.join(context.get_identifier())}.json"
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        return Path(self._url(context))
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if _is_url(self.root):
