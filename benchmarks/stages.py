@@ -228,8 +228,6 @@ def _entp_file(raw: Path) -> Path:
 def ingest_ours(ctx: StageContext) -> Measurement:
     """Every MPD slice with ``load_mpd_slice`` (DuckDB's JSON reader, one transaction per
     slice), then ENTP and MSD, into a fresh ``warehouse.duckdb``."""
-    import duckdb
-
     from spotify_assets.ingest import list_mpd_slices, load_entp_triplets, load_mpd_slices, load_msd_songs
 
     database = ctx.work / "warehouse.duckdb"
@@ -323,8 +321,6 @@ def _ordered_models():
 def match_ours(ctx: StageContext) -> Measurement:
     """Staging/mart SQL models, canonical song keys on both sides, then the binary CSR
     user-song and playlist-song matrices over matched songs."""
-    import duckdb
-
     from spotify_assets.catalog import build_song_catalog
     from spotify_assets.matrices import load_interactions, save_csr
     from spotify_assets.metadata import replace_tables
@@ -454,7 +450,10 @@ def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, 
     with ProcessPoolExecutor(max_workers=shards, mp_context=multiprocessing.get_context("fork")) as pool:
         parts = list(pool.map(_label_shard, list(zip(edges[:-1].tolist(), edges[1:].tolist()))))
     compute_seconds = time.perf_counter() - started
-    summary = merge_label_files([path for _, path in parts], work / "labels.npz")
+    merged = work / "labels.npz"
+    tmp = merged.with_name(f".{merged.name}.{os.getpid()}.tmp")  # temp + rename, like _save
+    summary = merge_label_files([path for _, path in parts], tmp)
+    os.replace(tmp, merged)
     shutil.rmtree(folder)
     return sum(pairs for pairs, _ in parts), {**summary, "compute_seconds": compute_seconds}
 
