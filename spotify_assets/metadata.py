@@ -61,3 +61,12 @@ def replace_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table
     finally:
         for view in views.values():
             con.unregister(view)
+
+
+def png_metadata(path, title: str) -> dg.MetadataValue:
+    """A PNG file shown inline in the asset's metadata (markdown with a data URI), path below."""
+    import base64
+    from pathlib import Path
+
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})\n\n`{path}`")

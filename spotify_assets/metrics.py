@@ -226,7 +226,38 @@ def full_ranking_metrics(
     block_size: int = 1024,
     ties: Ties = "pessimistic",
 ) -> dict[str, float]:
-    """Recall@K and NDCG@K of ranking every non-excluded playlist, averaged over users.
+    """Recall@K and NDCG@K of ranking every non-excluded playlist, averaged over users
+    (:func:`full_ranking_per_user` averaged; same parameters).
+
+    Returns
+    -------
+    ``{"recall@K": float, ..., "ndcg@K": float, ..., "users": int}`` (metrics NaN if no
+    user has a relevant playlist).
+    """
+    per_user = full_ranking_per_user(score_block, users, relevant, excluded, ks, ndcg_k, block_size, ties)
+    return average_per_user(per_user)
+
+
+def average_per_user(per_user: dict[str, np.ndarray], mask: np.ndarray | None = None) -> dict[str, float]:
+    """Means of :func:`full_ranking_per_user`'s arrays over the users in ``mask`` (bool,
+    aligned with ``per_user["users"]``; all when None), plus ``"users"``: how many."""
+    chosen = np.ones(per_user["users"].size, bool) if mask is None else np.asarray(mask, bool)
+    n = int(chosen.sum())
+    return {name: (float(values[chosen].mean()) if n else float("nan"))
+            for name, values in per_user.items() if name != "users"} | {"users": n}
+
+
+def full_ranking_per_user(
+    score_block: Callable[[np.ndarray], np.ndarray],
+    users: np.ndarray,
+    relevant: sp.csr_matrix,
+    excluded: sp.csr_matrix,
+    ks: Sequence[int] = (10, 50),
+    ndcg_k: int | Sequence[int] = 10,
+    block_size: int = 1024,
+    ties: Ties = "pessimistic",
+) -> dict[str, np.ndarray]:
+    """Recall@K and NDCG@K of ranking every non-excluded playlist, per user.
 
     Parameters
     ----------
@@ -246,8 +277,8 @@ def full_ranking_metrics(
 
     Returns
     -------
-    ``{"recall@K": float, ..., "ndcg@K": float, ..., "users": int}`` (metrics NaN if no
-    user has a relevant playlist).
+    ``{"users": int64 (n',), "recall@K": float64 (n',), ..., "ndcg@K": float64 (n',), ...}``
+    over the n' users that have a relevant playlist, in the order given.
     """
     _check_ties(ties)
     recall_ks = [int(k) for k in ks]
@@ -275,7 +306,8 @@ def full_ranking_metrics(
     cumulative_hits = {k: np.concatenate([[0.0], np.cumsum(positions <= k)]) for k in set(recall_ks)}
     # DCG of the positions 1..q up to the cutoff; also the ideal DCG of q hits
     cumulative_gain = {k: np.concatenate([[0.0], np.cumsum(discount * (positions <= k))]) for k in set(ndcg_ks)}
-    sums = {f"recall@{k}": 0.0 for k in recall_ks} | {f"ndcg@{k}": 0.0 for k in ndcg_ks}
+    out = {f"recall@{k}": np.zeros(users.size) for k in recall_ks} | {f"ndcg@{k}": np.zeros(users.size)
+                                                                       for k in ndcg_ks}
     for start in range(0, users.size, block_size):
         block = users[start : start + block_size]
         raw = np.asarray(score_block(block))
@@ -300,12 +332,11 @@ def full_ranking_metrics(
         lo = np.where(in_head, lo, top)  # outside the head: at least `top` items are ahead
         span = np.where(in_head, span, 1)
         n_relevant = np.diff(rel.indptr)
+        here = slice(start, start + block.size)
         for k in recall_ks:
             hits = np.bincount(rows, _mean_over_positions(cumulative_hits[k], lo, span), minlength=block.size)
-            sums[f"recall@{k}"] += float((hits / np.minimum(k, n_relevant)).sum())
+            out[f"recall@{k}"][here] = hits / np.minimum(k, n_relevant)
         for k in ndcg_ks:
             dcg = np.bincount(rows, _mean_over_positions(cumulative_gain[k], lo, span), minlength=block.size)
-            sums[f"ndcg@{k}"] += float((dcg / cumulative_gain[k][np.minimum(n_relevant, top)]).sum())
-    if users.size == 0:
-        return {name: float("nan") for name in sums} | {"users": 0}
-    return {name: value / users.size for name, value in sums.items()} | {"users": int(users.size)}
+            out[f"ndcg@{k}"][here] = dcg / cumulative_gain[k][np.minimum(n_relevant, top)]
+    return {"users": users} | out
