@@ -97,7 +97,7 @@ class CheckpointWriter(Writer):
             for parameter in net.parameters():
                 parameter.fill_(float(round_))
         hparams = {"n_users": self.n_users, "n_playlists": self.n_playlists, "dim": self.dim, "init_std": 0.1}
-        save_checkpoint(self._path(out), net, hparams, epoch=round_, val_mrr=0.5)
+        save_checkpoint(self._path(out), net, hparams, epoch=round_, val_recall=0.5)
 
     def read(self, out: Path) -> object:
         import torch

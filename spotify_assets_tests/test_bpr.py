@@ -1,5 +1,6 @@
-"""BPR: the fused update equals autograd, it learns planted structure, its checkpoint
-round-trips with weights_only=True and training is reproducible on CPU."""
+"""BPR: the fused update equals autograd, per-epoch negatives come from the training
+interactions only, it learns planted structure (full ranking), its checkpoint round-trips
+with weights_only=True and training is reproducible on CPU."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from spotify_assets.metrics import EvalBatch, sampled_metrics
+from spotify_assets.evaluate import RankingTask, evaluate_full, factor_scorer, popularity_scorer
 from spotify_assets.models.baselines import popularity_scores
 from spotify_assets.models.bpr import (
     BPRConfig,
+    BPRModule,
     COMPILE_MIN_UPDATES,
     BPRNet,
     CompiledBPRStep,
+    EpochTriplets,
     FusedBPRStep,
     ShuffledTripletBatches,
     load_checkpoint,
@@ -28,6 +31,7 @@ from spotify_assets.models.bpr import (
     train_bpr,
     use_compiled_update,
 )
+from spotify_assets.models.sampling import InteractionSet
 
 
 @dataclass(frozen=True)
@@ -36,17 +40,20 @@ class Planted:
 
     n_users: int
     n_playlists: int
-    triplets: np.ndarray  # int64 (N, 3)
-    train: sp.csr_matrix  # (n_users, n_playlists) train positives
-    val: EvalBatch
-    test: EvalBatch
+    train: sp.csr_matrix  # (n_users, n_playlists) training interactions
+    val: RankingTask
+    test: RankingTask
+
+
+def _task(name: str, users: np.ndarray, playlists: np.ndarray, excluded: sp.csr_matrix) -> RankingTask:
+    relevant = sp.csr_matrix((np.ones(users.size, np.float32), (users, playlists)), shape=excluded.shape)
+    return RankingTask(name, users, relevant, excluded, {"all": np.ones(users.size, bool)})
 
 
 def planted_clusters(seed: int = 0, n_users: int = 200, n_playlists: int = 300, clusters: int = 5,
-                     liked: int = 12, negatives_per_positive: int = 4, n_neg: int = 50) -> Planted:
+                     liked: int = 12) -> Planted:
     """Each user likes ``liked`` playlists of their cluster (chosen with Zipf-like weights, so
-    popularity carries some signal); the last two are the val and test positives. Negatives
-    are playlists of other clusters."""
+    popularity carries some signal); the last two are the val and test positives."""
     rng = np.random.default_rng(seed)
     user_cluster = rng.integers(0, clusters, n_users)
     playlist_cluster = np.arange(n_playlists) % clusters
@@ -56,30 +63,18 @@ def planted_clusters(seed: int = 0, n_users: int = 200, n_playlists: int = 300, 
         pool = np.flatnonzero(playlist_cluster == user_cluster[u])
         chosen[u] = rng.choice(pool, size=liked, replace=False, p=weight[pool] / weight[pool].sum())
     chosen = rng.permuted(chosen, axis=1)  # held-out positives as popular as the train ones
-
-    def other_cluster(users: np.ndarray, width: int) -> np.ndarray:
-        out = rng.integers(0, n_playlists, (users.size, width))
-        clash = playlist_cluster[out] == user_cluster[users][:, None]
-        while clash.any():
-            out[clash] = rng.integers(0, n_playlists, int(clash.sum()))
-            clash = playlist_cluster[out] == user_cluster[users][:, None]
-        return out
-
     n_train = liked - 2
     users = np.arange(n_users)
-    train_users = np.repeat(users, n_train)
-    train_items = chosen[:, :n_train].ravel()
-    triplet_users = np.repeat(train_users, negatives_per_positive)
-    triplets = np.stack([triplet_users, np.repeat(train_items, negatives_per_positive),
-                         other_cluster(triplet_users, 1)[:, 0]], axis=1)
-    train = sp.csr_matrix((np.ones(train_users.size, np.float32), (train_users, train_items)),
+    train = sp.csr_matrix((np.ones(users.size * n_train, np.float32), (np.repeat(users, n_train),
+                                                                       chosen[:, :n_train].ravel())),
                           shape=(n_users, n_playlists))
-    val = EvalBatch(users, chosen[:, -2], other_cluster(users, n_neg))
-    test = EvalBatch(users, chosen[:, -1], other_cluster(users, n_neg))
-    return Planted(n_users, n_playlists, triplets, train, val, test)
+    val = _task("val", users, chosen[:, -2], train)
+    test_excluded = (train + val.relevant).tocsr()
+    return Planted(n_users, n_playlists, train, val, _task("test", users, chosen[:, -1], test_excluded))
 
 
-CONFIG = BPRConfig(dim=16, lr=0.05, reg=1e-4, batch_size=256, max_epochs=12, seed=3, patience=3)
+CONFIG = BPRConfig(dim=16, lr=0.05, reg=1e-4, batch_size=256, max_epochs=12, seed=3, patience=3,
+                   negatives="uniform", negatives_per_positive=4)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +86,12 @@ def data() -> Planted:
 @pytest.fixture(scope="module")
 def trained(data: Planted, tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("bpr") / "bpr.pt"
-    return train_bpr(data.triplets, data.n_users, data.n_playlists, CONFIG, path, val_batch=data.val,
-                     accelerator="cpu")
+    return train_bpr(data.train, CONFIG, path, validation=data.val, accelerator="cpu")
+
+
+def _recall(net: BPRNet, task: RankingTask) -> float:
+    return evaluate_full(factor_scorer("bpr", net.user_embeddings(), net.playlist_embeddings(), net.playlist_bias()),
+                         task)["all"]["recall@10"]
 
 
 def test_fused_sgd_step_equals_autograd() -> None:
@@ -153,16 +152,16 @@ def test_compile_only_where_it_pays() -> None:
 
 def test_compiled_training_is_reproducible_and_learns(data: Planted, tmp_path: Path) -> None:
     config = replace(CONFIG, compile="on")
-    runs = [train_bpr(data.triplets, data.n_users, data.n_playlists, config, tmp_path / f"c{k}.pt",
-                      val_batch=data.val, accelerator="cpu") for k in range(2)]
+    runs = [train_bpr(data.train, config, tmp_path / f"c{k}.pt", validation=data.val, accelerator="cpu")
+            for k in range(2)]
     assert all(r.compiled_update for r in runs)
     first, second = (load_checkpoint(r.checkpoint).state_dict() for r in runs)
     for key in first:
         assert torch.equal(first[key], second[key]), key
-    assert runs[0].best_val_mrr > 0.6, runs[0].history
+    assert runs[0].best_val_recall > 0.3, runs[0].history
 
 
-def test_batches_are_seeded_permutations() -> None:
+def test_fixed_triplet_batches_are_seeded_permutations() -> None:
     triplets = torch.arange(30).reshape(10, 3)
     batches = ShuffledTripletBatches(triplets, batch_size=4, seed=0)
     first, second = torch.cat(list(batches)), torch.cat(list(batches))
@@ -173,28 +172,90 @@ def test_batches_are_seeded_permutations() -> None:
     assert torch.equal(torch.cat(list(ShuffledTripletBatches(triplets, 4, seed=0))), first)  # seeded
 
 
+def _epoch_rows(data: Planted, config: BPRConfig, rows: int = 512) -> tuple[EpochTriplets, list[np.ndarray]]:
+    users = np.repeat(np.arange(data.n_users), np.diff(data.train.indptr))
+    dataset = EpochTriplets(InteractionSet.from_csr(data.train), users, data.train.indices.astype(np.int64),
+                            config, rows)
+    return dataset, [torch.cat(list(dataset)).numpy() for _ in range(2)]
+
+
+def test_epoch_negatives_are_redrawn_and_never_interactions(data: Planted) -> None:
+    dataset, (first, second) = _epoch_rows(data, CONFIG)
+    interactions = InteractionSet.from_csr(data.train)
+    for epoch in (first, second):
+        assert epoch.shape == (data.train.nnz * 4, 3)
+        # every positive exactly negatives_per_positive times per epoch
+        pairs = np.sort(epoch[:, 0] * data.n_playlists + epoch[:, 1])
+        expected = np.sort(np.repeat(interactions.keys, 4))
+        np.testing.assert_array_equal(pairs, expected)
+        assert not interactions.contains(epoch[:, 0], epoch[:, 2]).any()
+    assert (first[:, 2] != second[:, 2]).mean() > 0.9  # fresh negatives every epoch
+    # seeded: a new dataset replays the same epochs
+    _, (again, _) = _epoch_rows(data, CONFIG)
+    np.testing.assert_array_equal(again, first)
+    # uniform over the non-interactions: every allowed playlist is drawn, roughly evenly
+    counts = np.bincount(first[:, 2], minlength=data.n_playlists)
+    assert (counts > 0).mean() > 0.99 and counts.max() < 4 * counts.mean()
+
+
+def test_popularity_negatives_follow_popularity(data: Planted) -> None:
+    _, (uniform, _) = _epoch_rows(data, CONFIG)
+    _, (popular, _) = _epoch_rows(data, replace(CONFIG, negatives="popularity", popularity_exponent=1.0))
+    weights = np.bincount(data.train.indices, minlength=data.n_playlists) + 1.0
+    top = np.argsort(-weights)[: data.n_playlists // 10]
+    share = lambda rows: np.isin(rows[:, 2], top).mean()  # noqa: E731
+    assert share(popular) > 1.5 * share(uniform), (share(popular), share(uniform))
+    assert not InteractionSet.from_csr(data.train).contains(popular[:, 0], popular[:, 2]).any()
+
+
+def test_hard_negatives_are_the_models_best_non_interactions(data: Planted) -> None:
+    config = replace(CONFIG, negatives="hard", hard_candidates=8, negatives_per_positive=1)
+    _, (rows, _) = _epoch_rows(data, config)
+    assert rows.shape == (data.train.nnz, 3 + 8)
+    interactions = InteractionSet.from_csr(data.train)
+    module = BPRModule(data.n_users, data.n_playlists, config, interactions=interactions)
+    triplets = module.mine(torch.from_numpy(rows)).numpy()
+    np.testing.assert_array_equal(triplets[:, :2], rows[:, :2])
+    assert not interactions.contains(triplets[:, 0], triplets[:, 2]).any()
+    net = module.net
+    scores = (net.users.weight[rows[:, 0]][:, None, :] * net.playlists.weight[rows[:, 3:]]).sum(-1).detach().numpy()
+    allowed = ~interactions.contains(rows[:, :1], rows[:, 3:])
+    best = np.where(allowed, scores, -np.inf).max(axis=1)
+    chosen = np.flatnonzero(allowed[:, :].any(axis=1))
+    picked_score = (net.users.weight[triplets[:, 0]] * net.playlists.weight[triplets[:, 2]]).sum(-1).detach().numpy()
+    # the picked negative scores like the best allowed candidate (within the top 4 checked)
+    hit = picked_score[chosen] >= best[chosen] - 1e-6
+    assert hit.mean() > 0.99, hit.mean()
+
+
 def test_bpr_beats_popularity_on_planted_clusters(data: Planted, trained) -> None:
-    candidates = data.test.candidates()
-    popularity = sampled_metrics(popularity_scores(data.train)[candidates])["mrr"]
+    popularity = evaluate_full(popularity_scorer(popularity_scores(data.train)), data.test)["all"]["recall@10"]
     ckpt = read_checkpoint(trained.checkpoint)
-    bpr = sampled_metrics(score_candidates(ckpt.net, data.test.users, candidates))["mrr"]
-    assert bpr > 0.8 and bpr > popularity + 0.4, (bpr, popularity)
-    # the checkpoint holds the best epoch, and the reported val MRR is reproducible from it
-    assert ckpt.epoch == trained.best_epoch and ckpt.val_mrr == trained.best_val_mrr
-    val = sampled_metrics(score_candidates(ckpt.net, data.val.users, data.val.candidates()))["mrr"]
-    assert val == pytest.approx(trained.best_val_mrr, abs=1e-6)
-    assert max(row.get("val_mrr", -1) for row in trained.history) == pytest.approx(trained.best_val_mrr)
+    bpr = _recall(ckpt.net, data.test)
+    assert bpr > 0.3 and bpr > 2 * popularity, (bpr, popularity)
+    # the checkpoint holds the best epoch, and the reported val recall is reproducible from it
+    assert ckpt.epoch == trained.best_epoch and ckpt.val_recall == trained.best_val_recall
+    assert _recall(ckpt.net, data.val) == pytest.approx(trained.best_val_recall, abs=1e-9)
+    assert max(row.get("val_recall@10", -1) for row in trained.history) == pytest.approx(trained.best_val_recall)
     assert 1 <= trained.epochs_run <= CONFIG.max_epochs and trained.triplets_per_second > 0
-    assert trained.device == "cpu"
+    assert trained.device == "cpu" and trained.leak_free
+
+
+def test_hard_negatives_learn_too(data: Planted, tmp_path: Path) -> None:
+    config = replace(CONFIG, negatives="hard", negatives_per_positive=2, hard_candidates=8)
+    result = train_bpr(data.train, config, tmp_path / "hard.pt", validation=data.val, accelerator="cpu")
+    popularity = evaluate_full(popularity_scorer(popularity_scores(data.train)), data.test)["all"]["recall@10"]
+    assert _recall(load_checkpoint(result.checkpoint), data.test) > 2 * popularity
 
 
 def test_checkpoint_round_trips_with_weights_only(trained, tmp_path: Path) -> None:
     payload = torch.load(trained.checkpoint, weights_only=True)
-    assert set(payload) == {"format", "state_dict", "hparams", "epoch", "val_mrr"}
+    assert set(payload) == {"format", "state_dict", "hparams", "epoch", "val_recall"}
     assert payload["hparams"]["dim"] == CONFIG.dim and payload["hparams"]["n_users"] == 200
+    assert payload["hparams"]["negatives"] == "uniform"
     net = load_checkpoint(trained.checkpoint)
     copy = tmp_path / "sub" / "copy.pt"
-    save_checkpoint(copy, net, payload["hparams"], epoch=payload["epoch"], val_mrr=payload["val_mrr"])
+    save_checkpoint(copy, net, payload["hparams"], epoch=payload["epoch"], val_recall=payload["val_recall"])
     assert [p.name for p in copy.parent.iterdir()] == ["copy.pt"]  # no temp file left behind
     again = load_checkpoint(copy)
     users = np.arange(200)
@@ -210,50 +271,67 @@ def test_checkpoint_round_trips_with_weights_only(trained, tmp_path: Path) -> No
 
 
 def test_training_is_reproducible_on_cpu(data: Planted, trained, tmp_path: Path) -> None:
-    again = train_bpr(data.triplets, data.n_users, data.n_playlists, CONFIG, tmp_path / "again.pt",
-                      val_batch=data.val, accelerator="cpu")
+    again = train_bpr(data.train, CONFIG, tmp_path / "again.pt", validation=data.val, accelerator="cpu")
     first = load_checkpoint(trained.checkpoint).state_dict()
     second = load_checkpoint(again.checkpoint).state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
     assert again.history == trained.history
-    # int32 triplets (kept as int32 in memory) train exactly like int64 ones
-    narrow = train_bpr(data.triplets.astype(np.int32), data.n_users, data.n_playlists, CONFIG, tmp_path / "i32.pt",
-                       val_batch=data.val, accelerator="cpu")
-    assert torch.equal(load_checkpoint(narrow.checkpoint).users.weight, second["users.weight"])
-    other = train_bpr(data.triplets, data.n_users, data.n_playlists, replace(CONFIG, seed=4, max_epochs=1),
-                      tmp_path / "other.pt", val_batch=data.val, accelerator="cpu")
+    other = train_bpr(data.train, replace(CONFIG, seed=4, max_epochs=1), tmp_path / "other.pt", validation=data.val,
+                      accelerator="cpu")
     assert not torch.equal(load_checkpoint(other.checkpoint).users.weight, second["users.weight"])
+
+
+def test_seed_recipe_trains_on_the_fixed_triplets_and_is_marked_leaky(data: Planted, tmp_path: Path) -> None:
+    users = np.repeat(np.arange(data.n_users), np.diff(data.train.indptr))
+    rng = np.random.default_rng(0)
+    triplets = np.stack([users, data.train.indices, rng.integers(0, data.n_playlists, users.size)], axis=1)
+    config = replace(CONFIG, negatives="seed_leaky")
+    result = train_bpr(data.train, config, tmp_path / "seed.pt", validation=data.val, accelerator="cpu",
+                       triplets=triplets)
+    assert not result.leak_free and not config.leak_free
+    # int32 triplets (kept as int32 in memory) train exactly like int64 ones
+    narrow = train_bpr(data.train, config, tmp_path / "i32.pt", validation=data.val, accelerator="cpu",
+                       triplets=triplets.astype(np.int32))
+    assert torch.equal(load_checkpoint(narrow.checkpoint).users.weight, load_checkpoint(result.checkpoint).users.weight)
 
 
 @pytest.mark.parametrize("optimizer", ["sparse_adam", "adam"])
 def test_autograd_optimizers_also_learn(data: Planted, optimizer: str, tmp_path: Path) -> None:
     config = replace(CONFIG, optimizer=optimizer, lr=0.05, max_epochs=5)
-    result = train_bpr(data.triplets, data.n_users, data.n_playlists, config, tmp_path / "m.pt", val_batch=data.val,
+    result = train_bpr(data.train, config, tmp_path / "m.pt", validation=data.val, accelerator="cpu")
+    assert result.best_val_recall > 0.2, result.history
+
+
+def test_without_validation_trains_all_epochs_and_keeps_the_last(data: Planted, tmp_path: Path) -> None:
+    empty = RankingTask("val", np.zeros(0, np.int64), data.val.relevant, data.val.excluded, {})
+    result = train_bpr(data.train, replace(CONFIG, max_epochs=2), tmp_path / "m.pt", validation=empty,
                        accelerator="cpu")
-    assert result.best_val_mrr > 0.6, result.history
-
-
-def test_without_val_rows_trains_all_epochs_and_keeps_the_last(data: Planted, tmp_path: Path) -> None:
-    empty = EvalBatch(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 50), np.int64))
-    result = train_bpr(data.triplets, data.n_users, data.n_playlists, replace(CONFIG, max_epochs=2),
-                       tmp_path / "m.pt", val_batch=empty, accelerator="cpu")
-    assert result.epochs_run == 2 and np.isnan(result.best_val_mrr) and result.best_epoch == -1
+    assert result.epochs_run == 2 and np.isnan(result.best_val_recall) and result.best_epoch == -1
     ckpt = read_checkpoint(result.checkpoint)
-    assert ckpt.epoch == 1 and np.isnan(ckpt.val_mrr)
+    assert ckpt.epoch == 1 and np.isnan(ckpt.val_recall)
     assert [row["epoch"] for row in result.history] == [0, 1]
 
 
-def test_bad_input_rejected(tmp_path: Path) -> None:
+def test_bad_input_rejected(data: Planted, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no training interactions"):
+        train_bpr(sp.csr_matrix((2, 3), dtype=np.float32), CONFIG, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="fixed triplets are only"):
+        train_bpr(data.train, CONFIG, tmp_path / "x.pt", triplets=np.array([[0, 1, 2]]))
+    seed = replace(CONFIG, negatives="seed_leaky")
+    with pytest.raises(ValueError, match="pass them as `triplets`"):
+        train_bpr(data.train, seed, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="out of range"):
-        train_bpr(np.array([[0, 5, 1]]), 1, 3, CONFIG, tmp_path / "x.pt")
+        train_bpr(data.train, seed, tmp_path / "x.pt", triplets=np.array([[0, 5000, 1]]))
     with pytest.raises(ValueError, match="integers"):
-        train_bpr(np.array([[0.0, 1.0, 2.0]]), 1, 3, CONFIG, tmp_path / "x.pt")
+        train_bpr(data.train, seed, tmp_path / "x.pt", triplets=np.array([[0.0, 1.0, 2.0]]))
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
-        train_bpr(np.array([0, 1, 2]), 1, 3, CONFIG, tmp_path / "x.pt")
+        train_bpr(data.train, seed, tmp_path / "x.pt", triplets=np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="optimizer"):
         BPRConfig(optimizer="adagrad")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="playlist ids"):
-        train_bpr(np.array([[0, 1, 2]]), 1, 3, CONFIG, tmp_path / "x.pt",
-                  val_batch=(np.array([0]), np.array([1]), np.array([[7]])))
+    with pytest.raises(ValueError, match="negatives"):
+        BPRConfig(negatives="by_score")
+    full = sp.csr_matrix(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="every playlist"):
+        train_bpr(full, CONFIG, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()

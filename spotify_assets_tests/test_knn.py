@@ -12,8 +12,8 @@ from spotify_assets.models.knn import (
     knn_scores,
     knn_scores_sparse,
     l2_normalize_rows,
+    fold_in,
     top_k_neighbors,
-    vouched_playlists,
 )
 
 
@@ -99,14 +99,21 @@ def test_users_without_neighbours_score_zero() -> None:
     assert not knn_scores(nb.neighbors, nb.similarities, items).any()
 
 
-def test_vouched_playlists_are_train_likes_and_owned() -> None:
-    train = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32))
-    owner = np.array([-1, 0, 1, -1])
-    vouched = vouched_playlists(train, owner)
-    np.testing.assert_array_equal(vouched.toarray(), [[1, 1, 0, 0], [0, 0, 1, 0]])
-    assert vouched.dtype == np.float32
-    with pytest.raises(ValueError, match="owner"):
-        vouched_playlists(train, np.array([0, 1]))
+def test_fold_in_gives_users_without_history_their_neighbours_direction() -> None:
+    vectors = np.array([[3.0, 0.0], [0.0, 4.0], [9.0, 9.0], [5.0, 5.0]], np.float32)
+    has_history = np.array([True, True, False, False])
+    # user 2's neighbours: 0 (sim .5) and 1 (sim .25); user 3 has only user 2 (no history)
+    nb = Neighbors(np.array([[1, 2], [0, -1], [0, 1], [2, -1]], np.int32),
+                   np.array([[.9, .1], [.9, 0], [.5, .25], [.7, 0]], np.float32))
+    out = fold_in(vectors, has_history, nb)
+    np.testing.assert_array_equal(out[:2], vectors[:2])  # users with history keep their vectors
+    mean = (0.5 * vectors[0] + 0.25 * vectors[1]) / 0.75
+    typical = np.linalg.norm(vectors[:2], axis=1).mean()  # 3.5
+    np.testing.assert_allclose(out[2], mean / np.linalg.norm(mean) * typical, rtol=1e-6)
+    np.testing.assert_array_equal(out[3], [0.0, 0.0])  # no neighbour with history: no vector
+    assert out.dtype == np.float32 and vectors[2, 0] == 9.0  # a copy
+    with pytest.raises(ValueError, match="disagree"):
+        fold_in(vectors[:3], has_history, nb)
 
 
 def test_bad_arguments_raise() -> None:

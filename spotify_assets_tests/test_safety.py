@@ -354,12 +354,12 @@ HPARAMS = {"n_users": 4, "n_playlists": 3, "dim": 2, "init_std": 0.1}
 
 def test_checkpoint_write_failure_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "models" / "bpr.ckpt"
-    save_checkpoint(path, _net(1.0), HPARAMS, epoch=1, val_mrr=0.1)
+    save_checkpoint(path, _net(1.0), HPARAMS, epoch=1, val_recall=0.1)
     for target, fail in ((os, "replace"), (torch, "save")):
         with monkeypatch.context() as patch:
             patch.setattr(target, fail, _disk_full)
             with pytest.raises(OSError, match="No space left"):
-                save_checkpoint(path, _net(2.0), HPARAMS, epoch=2, val_mrr=0.2)
+                save_checkpoint(path, _net(2.0), HPARAMS, epoch=2, val_recall=0.2)
         checkpoint = read_checkpoint(path)
         assert checkpoint.epoch == 1 and torch.all(checkpoint.net.users.weight == 1.0)
         _only_the_artifact(path.parent, "bpr.ckpt")

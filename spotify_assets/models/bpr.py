@@ -1,13 +1,20 @@
-"""Bayesian Personalized Ranking as a LightningModule (DESIGN §3), no Dagster imports.
+"""Bayesian Personalized Ranking as a LightningModule, no Dagster imports.
 
 Model: ``x_uj = <w_u, h_j> + b_j``; per triplet (u, i, j) the objective is
 ``softplus(-(x_ui - x_uj)) + reg/2 · (|w_u|² + |h_i|² + |h_j|²)`` (the bias is not
 regularized).
 
-Data: the (N, 3) int32/int64 triplet tensor stays in memory as given (no int64 copy of
-int32 data); each epoch draws one seeded permutation and yields the rows of consecutive
-slices of it, one gather per step (:class:`ShuffledTripletBatches`): no per-sample
-``__getitem__``, no collation, no second copy of the triplets.
+Data: the training interactions (train likes, feedback likes, owned playlists; one binary
+CSR) and nothing else. Every epoch draws a seeded permutation of the positives and fresh
+negatives for them (:class:`EpochTriplets`, modes in :mod:`spotify_assets.models.sampling`):
+uniform or popularity-weighted over the playlists outside the user's interactions, or mined
+from the model's own ranking ("hard": of ``hard_candidates`` uniform draws, the one the
+current weights score highest). No per-sample ``__getitem__``, no triplet tensor kept
+between epochs: memory is the positives plus one step's rows.
+
+The original system's recipe ("seed_leaky": fixed triplets with 2 negatives from the label
+score's hard pool + 2 excluding every liked playlist) needs held-out knowledge; it is kept
+only to reproduce the original numbers, passed in as ``triplets`` and marked leaky.
 
 Optimizers (``BPRConfig.optimizer``):
 
@@ -25,21 +32,22 @@ Optimizers (``BPRConfig.optimizer``):
 Compiled update (``BPRConfig.compile``, "sgd" on CPU). The eager fused step spends its
 time in separate passes (gather, five elementwise ops, scatter-add) over (B, d) buffers.
 ``torch.compile`` (TorchInductor) fuses the same update into C++ loops that read each row
-once and write it once, about 1.7-2x faster at d = 128 on one core: that is what lifts
-Lightning BPR past ``implicit``'s Cython BPR on a CPU. The generated kernels run on one
-thread: Inductor's multi-threaded scatter-add uses atomics, which makes runs differ in the
-last bits (and was slower here). Compiling takes ~20 s (less from Inductor's disk cache),
-so "auto" compiles only runs of at least ``COMPILE_MIN_UPDATES`` triplet updates; a
-failed compile (no C++ compiler) falls back to the eager step with a warning.
+once and write it once. The generated kernels run on one thread: Inductor's multi-threaded
+scatter-add uses atomics, which makes runs differ in the last bits. Compiling takes
+~20 s (less from Inductor's disk cache), so "auto" compiles only runs of at least
+``COMPILE_MIN_UPDATES`` triplet updates; a failed compile (no C++ compiler) falls back to
+the eager step with a warning.
 
-Validation: MRR of the val :class:`~spotify_assets.metrics.EvalBatch` (pessimistic ties)
-after every epoch; ``EarlyStopping`` on it (mode max) and :class:`BestWeightsCheckpoint`,
-which writes the best weights atomically (temp file + rename) as a plain tensor dict with
-the hyperparameters, readable with ``torch.load(..., weights_only=True)``.
+Validation: full-ranking Recall@10 and NDCG@10 of a validation
+:class:`~spotify_assets.evaluate.RankingTask` (every playlist ranked except the user's
+interactions; answers: validation positives) every ``val_every`` epochs; ``EarlyStopping``
+on Recall@10 (mode max) and :class:`BestWeightsCheckpoint`, which writes the best weights
+atomically as a plain tensor dict with the hyperparameters, readable with
+``torch.load(..., weights_only=True)``.
 
 Reproducibility: on CPU two runs with the same seed give bit-identical weights (seeded
-init from a local generator, seeded permutations, deterministic CPU kernels). On GPU,
-``index_add_`` accumulates with atomics, so runs agree only up to float rounding.
+init from a local generator, seeded permutations and draws, deterministic CPU kernels). On
+GPU, ``index_add_`` accumulates with atomics, so runs agree only up to float rounding.
 """
 
 from __future__ import annotations
@@ -55,15 +63,24 @@ from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from spotify_assets.atomic import remove_stale_temps
-from spotify_assets.metrics import EvalBatch, metrics_from_tie_counts, sampled_tie_counts
+from spotify_assets.evaluate import RankingTask
+from spotify_assets.metrics import average_per_user, full_ranking_per_user
+from spotify_assets.models.sampling import (
+    NEGATIVE_MODES,
+    InteractionSet,
+    NegativeSampler,
+    epoch_rng,
+    first_non_interaction,
+)
 
 Optimizer = Literal["sgd", "sparse_adam", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sparse_adam", "adam")
-CHECKPOINT_FORMAT = "spotify_assets.bpr/1"
+CHECKPOINT_FORMAT = "spotify_assets.bpr/2"
 # "sgd" hands Lightning steps of whole minibatches totalling about this many triplets
 ROWS_PER_FUSED_STEP = 65536
 #: compile="auto" compiles the CPU update for runs of at least this many triplet updates
@@ -71,6 +88,9 @@ ROWS_PER_FUSED_STEP = 65536
 COMPILE_MIN_UPDATES = 50_000_000
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
+#: negative sampling modes: the three honest ones, then the original system's recipe
+BPR_NEGATIVES: tuple[str, ...] = (*NEGATIVE_MODES, "seed_leaky")
+_STREAM_EPOCH_NEGATIVES = 0xB9C
 
 
 @dataclass(frozen=True)
@@ -84,12 +104,20 @@ class BPRConfig:
         fastest (the working set stays in cache); on a GPU use 32768-65536. For "sgd" the
         loader hands Lightning about ``ROWS_PER_FUSED_STEP`` triplets per step as whole
         minibatches, so Lightning's per-step overhead does not count.
-    max_epochs, patience : epochs at most; epochs without a better val MRR before stopping.
+    max_epochs, patience : epochs at most; validations without a better val Recall@10 before
+        stopping.
     optimizer : "sgd" | "sparse_adam" | "adam" (see the module docstring).
-    seed : drives the initialisation and every epoch's permutation.
+    seed : drives the initialisation, every epoch's permutation and every negative.
     init_std : standard deviation of the normal initialisation of the embeddings.
     compile : "auto" | "on" | "off": compile the "sgd" update on CPU with ``torch.compile``
         (see the module docstring); "auto" = when epochs x triplets >= ``COMPILE_MIN_UPDATES``.
+    negatives : "uniform" | "popularity" | "hard" (re-drawn every epoch from the training
+        interactions only) or "seed_leaky" (the original recipe's fixed triplets, which read
+        held-out labels: reproduction only).
+    negatives_per_positive : triplets per positive per epoch (each with its own negative).
+    hard_candidates : uniform candidates per triplet that "hard" mining picks the best of.
+    popularity_exponent : "popularity" weights ``(1 + count) ** exponent``.
+    val_every : epochs between validations (early stopping counts validations).
     """
 
     dim: int = 128
@@ -102,17 +130,30 @@ class BPRConfig:
     patience: int = 3
     init_std: float = 0.1
     compile: CompileMode = "auto"
+    negatives: str = "uniform"
+    negatives_per_positive: int = 1
+    hard_candidates: int = 16
+    popularity_exponent: float = 0.75
+    val_every: int = 1
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
-        for name in ("dim", "batch_size", "max_epochs", "patience"):
+        if self.negatives not in BPR_NEGATIVES:
+            raise ValueError(f"negatives must be one of {BPR_NEGATIVES}, got {self.negatives!r}")
+        for name in ("dim", "batch_size", "max_epochs", "patience", "negatives_per_positive", "hard_candidates",
+                     "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.reg < 0 or self.init_std <= 0:
             raise ValueError("lr and init_std must be > 0 and reg >= 0")
+
+    @property
+    def leak_free(self) -> bool:
+        """False for the original recipe, whose negatives read held-out labels."""
+        return self.negatives != "seed_leaky"
 
 
 class BPRNet(nn.Module):
@@ -171,11 +212,9 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class ShuffledTripletBatches(torch.utils.data.IterableDataset):
-    """(≤ batch_size, 3) batches of ``triplets`` (same dtype) taken along consecutive
-    slices of a fresh seeded permutation per pass (pass ``e`` is seeded by ``(seed, e)``).
-
-    Use with ``DataLoader(dataset, batch_size=None)`` (the dataset already batches).
-    """
+    """(≤ batch_size, 3) batches of fixed ``triplets`` (same dtype) taken along consecutive
+    slices of a fresh seeded permutation per pass (pass ``e`` is seeded by ``(seed, e)``):
+    the "seed_leaky" recipe's data. Use with ``DataLoader(dataset, batch_size=None)``."""
 
     def __init__(self, triplets: torch.Tensor, batch_size: int, seed: int):
         super().__init__()
@@ -194,35 +233,93 @@ class ShuffledTripletBatches(torch.utils.data.IterableDataset):
             yield torch.index_select(self.triplets, 0, order[start : start + self.batch_size])
 
 
-class EvalChunks(torch.utils.data.IterableDataset):
-    """(users (b,), candidates (b, 1 + n_neg)) chunks of an :class:`EvalBatch`."""
+class EpochTriplets(torch.utils.data.IterableDataset):
+    """Each pass (epoch ``e``): the positives in a seeded permutation, each repeated
+    ``negatives_per_positive`` times, with negatives drawn afresh from the training
+    interactions by ``SeedSequence([seed, stream, e])``.
 
-    def __init__(self, batch: EvalBatch, chunk_rows: int):
+    Yields int64 tensors of at most ``rows`` rows: (n, 3) triplets (user, positive,
+    negative) for "uniform"/"popularity"; for "hard", (n, 3 + K): the user, the positive,
+    an exact uniform fallback negative, then K unchecked uniform candidates, of which the
+    training step keeps the one its current weights score highest
+    (:func:`~spotify_assets.models.sampling.hardest_candidates`).
+    """
+
+    def __init__(self, interactions: InteractionSet, users: np.ndarray, playlists: np.ndarray, config: BPRConfig,
+                 rows: int):
         super().__init__()
-        self.users = torch.from_numpy(np.ascontiguousarray(batch.users, dtype=np.int64))
-        self.candidates = torch.from_numpy(batch.candidates())
-        self.chunk_rows = chunk_rows
+        self.interactions = interactions
+        self.users, self.playlists = np.asarray(users, np.int64), np.asarray(playlists, np.int64)
+        self.sampler = NegativeSampler(interactions, "popularity" if config.negatives == "popularity" else "uniform",
+                                       config.popularity_exponent)
+        self.hard = config.negatives == "hard"
+        self.repeat = config.negatives_per_positive
+        self.candidates = config.hard_candidates
+        self.seed = config.seed
+        self.rows = max(rows - rows % self.repeat, self.repeat)
+        self.passes = 0
+
+    @property
+    def triplets_per_epoch(self) -> int:
+        return self.users.size * self.repeat
 
     def __len__(self) -> int:
-        return math.ceil(self.users.shape[0] / self.chunk_rows)
+        return math.ceil(self.triplets_per_epoch / self.rows)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.users.shape[0], self.chunk_rows):
-            yield self.users[start : start + self.chunk_rows], self.candidates[start : start + self.chunk_rows]
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rng = epoch_rng(self.seed, self.passes, _STREAM_EPOCH_NEGATIVES)
+        self.passes += 1
+        order = rng.permutation(self.users.size)
+        per_chunk = self.rows // self.repeat
+        for start in range(0, order.size, per_chunk):
+            chosen = order[start : start + per_chunk]
+            users = np.repeat(self.users[chosen], self.repeat)
+            positives = np.repeat(self.playlists[chosen], self.repeat)
+            negatives = self.sampler.draw(rng, users, 1)
+            columns = [users[:, None], positives[:, None], negatives]
+            if self.hard:
+                columns.append(rng.integers(0, self.interactions.n_playlists, size=(users.size, self.candidates),
+                                            dtype=np.int64))
+            yield torch.from_numpy(np.concatenate(columns, axis=1))
+
+
+class ValidationBlocks(torch.utils.data.IterableDataset):
+    """int64 (b,) blocks of a validation task's users, ``block`` at a time."""
+
+    def __init__(self, task: RankingTask, block: int):
+        super().__init__()
+        self.users = torch.from_numpy(np.ascontiguousarray(task.users, dtype=np.int64))
+        self.block = block
+
+    def __len__(self) -> int:
+        return math.ceil(self.users.shape[0] / self.block)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, self.users.shape[0], self.block):
+            yield self.users[start : start + self.block]
+
+
+class Buffers:
+    """Named scratch tensors reused across minibatches (grown when a bigger one is asked for),
+    so a training step allocates nothing."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < shape[0] or buf.device != like.device or buf.dtype != like.dtype:
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+            self._buffers[name] = buf
+        return buf[: shape[0]]
 
 
 class FusedBPRStep:
     """One closed-form BPR SGD minibatch update, in place, with reused buffers."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape[0] < shape[0] or buf.device != like.device or buf.dtype != like.dtype:
-            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
-            self._buffers[name] = buf
-        return buf[: shape[0]]
+        self._buffers = Buffers()
+        self._buffer = self._buffers.get
 
     @torch.no_grad()
     def __call__(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, batch: torch.Tensor, lr: float,
@@ -322,9 +419,11 @@ def use_compiled_update(config: BPRConfig, n_triplets: int, device: str) -> bool
 
 class BPRModule(pl.LightningModule):
     """Lightning wrapper of :class:`BPRNet`: one shared :meth:`step` (BPR loss of a
-    triplet batch), the fused SGD path, and validation MRR on an eval batch."""
+    triplet batch), the fused SGD path with optional hard-negative mining, and full-ranking
+    validation (Recall@10, NDCG@10) on a :class:`~spotify_assets.evaluate.RankingTask`."""
 
-    def __init__(self, n_users: int, n_playlists: int, config: BPRConfig, n_triplets: int = 0):
+    def __init__(self, n_users: int, n_playlists: int, config: BPRConfig, n_triplets: int = 0,
+                 interactions: InteractionSet | None = None, validation: RankingTask | None = None):
         super().__init__()
         self.n_triplets = n_triplets  # per epoch; decides compile="auto"
         self.save_hyperparameters({"n_users": n_users, "n_playlists": n_playlists, **asdict(config)})
@@ -332,10 +431,13 @@ class BPRModule(pl.LightningModule):
         self.net = BPRNet(n_users, n_playlists, config.dim, config.init_std,
                           sparse=config.optimizer == "sparse_adam", seed=config.seed)
         self.automatic_optimization = config.optimizer != "sgd"
+        self.interactions = interactions
+        self.validation = validation
         self._fused = FusedBPRStep()
+        self._mine_buffers = Buffers()
         self._epoch_loss: torch.Tensor | None = None
         self._epoch_rows = 0
-        self._val_counts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._val_parts: list[dict[str, np.ndarray]] = []
         self.last_val_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self.train_seconds = 0.0
@@ -351,18 +453,41 @@ class BPRModule(pl.LightningModule):
         l2 = self.net.users(u).pow(2).sum() + self.net.playlists(batch[:, 1:]).pow(2).sum()
         return nn.functional.softplus(-x).mean() + 0.5 * self.config.reg * l2 / batch.shape[0]
 
+    @torch.no_grad()
+    def mine(self, rows: torch.Tensor, top: int = 4) -> torch.Tensor:
+        """(n, 3 + K) rows of :class:`EpochTriplets` ("hard") -> (n, 3) triplets whose
+        negative is, of the K candidates, the one the current weights score highest among
+        those outside the user's interactions (of the ``top`` best; else the exact uniform
+        fallback column). Gathers into reused buffers: called once per minibatch."""
+        n, k = rows.shape[0], rows.shape[1] - 3
+        users, candidates = rows[:, 0], rows[:, 3:]
+        W, H = self.net.users.weight, self.net.playlists.weight
+        flat = candidates.reshape(-1)
+        wu = torch.index_select(W, 0, users, out=self._mine_buffers.get("wu", (n, W.shape[1]), W))
+        hc = torch.index_select(H, 0, flat, out=self._mine_buffers.get("hc", (n * k, H.shape[1]), H))
+        scores = torch.bmm(hc.view(n, k, -1), wu.unsqueeze(2)).squeeze(2)
+        scores += self.net.bias.weight[:, 0].index_select(0, flat).view(n, k)
+        best = scores.topk(min(top, k), dim=1).indices
+        ranked = torch.gather(candidates, 1, best)
+        negatives = first_non_interaction(users.cpu().numpy(), ranked.cpu().numpy(), self.interactions,
+                                          rows[:, 2].cpu().numpy())
+        return torch.stack([users, rows[:, 1], torch.from_numpy(negatives).to(rows.device)], dim=1)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         if self.automatic_optimization:
-            loss = self.step(batch)
-            self._accumulate(loss.detach() * batch.shape[0], batch.shape[0])
+            triplets = self.mine(batch) if batch.shape[1] > 3 else batch
+            loss = self.step(triplets)
+            self._accumulate(loss.detach() * triplets.shape[0], triplets.shape[0])
             return loss
         # the loader hands over several minibatches per step (Lightning's per-step overhead is
-        # ~0.7 ms on CPU); they are applied one after the other, exactly as if stepped singly
+        # ~0.7 ms on CPU); they are applied one after the other, exactly as if stepped singly,
+        # and hard negatives are mined with the weights as they are before each minibatch
         W, H, b = self.net.users.weight, self.net.playlists.weight, self.net.bias.weight[:, 0]
         size = self.config.batch_size
         for start in range(0, batch.shape[0], size):
-            self._accumulate(self._fused(W, H, b, batch[start : start + size], self.config.lr, self.config.reg),
-                             min(size, batch.shape[0] - start))
+            rows = batch[start : start + size]
+            triplets = self.mine(rows) if rows.shape[1] > 3 else rows
+            self._accumulate(self._fused(W, H, b, triplets, self.config.lr, self.config.reg), triplets.shape[0])
         return None
 
     def _accumulate(self, loss_sum: torch.Tensor, rows: int) -> None:
@@ -401,21 +526,23 @@ class BPRModule(pl.LightningModule):
             self.history.append({"epoch": self.current_epoch})
         self.history[-1]["train_loss"] = loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        users, candidates = batch
-        greater, tied = sampled_tie_counts(self.net.score(users, candidates).float().cpu().numpy())
-        self._val_counts.append((greater, tied))
+    def validation_step(self, users: torch.Tensor, batch_idx: int) -> None:
+        scores = self.net.score_users(users).float().cpu().numpy()
+        task = self.validation
+        self._val_parts.append(full_ranking_per_user(lambda _: scores, users.cpu().numpy(), task.relevant,
+                                                     task.excluded, ks=(10,), ndcg_k=10, block_size=users.shape[0]))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_counts:
+        if not self._val_parts:
             return
-        greater = np.concatenate([g for g, _ in self._val_counts])
-        tied = np.concatenate([t for _, t in self._val_counts])
-        self._val_counts = []
-        metrics = metrics_from_tie_counts(greater, tied)
+        merged = {k: np.concatenate([part[k] for part in self._val_parts]) for k in self._val_parts[0]}
+        self._val_parts = []
+        metrics = average_per_user(merged)
         self.last_val_metrics = metrics
-        self.log("val_mrr", metrics["mrr"], prog_bar=False)
-        self.history.append({"epoch": self.current_epoch, **{f"val_{k}": v for k, v in metrics.items()}})
+        self.log("val_recall@10", metrics["recall@10"], prog_bar=False)
+        if not self.history or self.history[-1]["epoch"] != self.current_epoch:
+            self.history.append({"epoch": self.current_epoch})
+        self.history[-1].update({"val_recall@10": metrics["recall@10"], "val_ndcg@10": metrics["ndcg@10"]})
 
 
 # --------------------------------------------------------------------------------------
@@ -426,16 +553,17 @@ class BPRModule(pl.LightningModule):
 @dataclass(frozen=True)
 class BPRCheckpoint:
     """What a checkpoint file holds: the network (eval mode, CPU unless mapped) and its
-    hyperparameters, the epoch it comes from and that epoch's val MRR (NaN: no validation)."""
+    hyperparameters, the epoch it comes from and that epoch's validation Recall@10 (NaN:
+    no validation)."""
 
     net: BPRNet
     hparams: dict[str, Any]
     epoch: int
-    val_mrr: float
+    val_recall: float
 
 
-def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoch: int, val_mrr: float) -> Path:
-    """Atomically write ``{"format", "state_dict", "hparams", "epoch", "val_mrr"}`` with
+def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoch: int, val_recall: float) -> Path:
+    """Atomically write ``{"format", "state_dict", "hparams", "epoch", "val_recall"}`` with
     ``torch.save`` (temp file in the same folder, then ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -444,7 +572,7 @@ def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoc
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "hparams": {k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))},
         "epoch": int(epoch),
-        "val_mrr": float(val_mrr),
+        "val_recall": float(val_recall),
     }
     remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -460,13 +588,13 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     """Load a checkpoint with ``torch.load(..., weights_only=True)`` (no pickled code)."""
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (retrain bpr_model)")
     hparams = payload["hparams"]
     net = BPRNet(int(hparams["n_users"]), int(hparams["n_playlists"]), int(hparams["dim"]),
                  float(hparams["init_std"]), sparse=False)
     net.load_state_dict(payload["state_dict"])
     net.eval()
-    return BPRCheckpoint(net, dict(hparams), int(payload["epoch"]), float(payload["val_mrr"]))
+    return BPRCheckpoint(net, dict(hparams), int(payload["epoch"]), float(payload["val_recall"]))
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> BPRNet:
@@ -475,11 +603,12 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
 
 
 class BestWeightsCheckpoint(pl.Callback):
-    """``ModelCheckpoint(monitor="val_mrr", mode="max", save_top_k=1)`` writing a plain
-    weights file: after every validation that improves ``val_mrr`` the weights are saved
-    atomically to ``path``; without validation the last epoch's weights are saved."""
+    """``ModelCheckpoint(monitor="val_recall@10", mode="max", save_top_k=1)`` writing a
+    plain weights file: after every validation that improves the validation Recall@10 the
+    weights are saved atomically to ``path``; without validation the last epoch's weights
+    are saved."""
 
-    def __init__(self, path: Path | str, monitor: str = "val_mrr"):
+    def __init__(self, path: Path | str, monitor: str = "val_recall@10"):
         self.path = Path(path)
         self.monitor = monitor
         self.best = -math.inf
@@ -509,16 +638,17 @@ class BestWeightsCheckpoint(pl.Callback):
 class BPRResult:
     """What :func:`train_bpr` reports.
 
-    best_val_mrr : best val MRR (NaN without val rows); best_epoch : its epoch (0-based,
-    -1 without val rows); epochs_run : epochs trained; triplets_per_second : triplets
-    processed per second of training steps (validation excluded); train_seconds : wall
-    time of the whole fit; device : where it trained; checkpoint : path of the best
-    weights; history : per-epoch ``{"epoch", "train_loss", "val_mrr", "val_hit@k"}``;
-    compiled_update : whether the "sgd" update ran compiled (``BPRConfig.compile``);
-    compile_seconds : the one-time compile, excluded from ``triplets_per_second``.
+    best_val_recall : best validation Recall@10 (NaN without validation users); best_epoch :
+    its epoch (0-based, -1 without validation); epochs_run : epochs trained;
+    triplets_per_second : triplets processed per second of training steps (validation
+    excluded; hard mining included); train_seconds : wall time of the whole fit; device :
+    where it trained; checkpoint : path of the best weights; history : per-epoch
+    ``{"epoch", "train_loss", "val_recall@10", "val_ndcg@10"}``; compiled_update : whether
+    the "sgd" update ran compiled (``BPRConfig.compile``); compile_seconds : the one-time
+    compile, excluded from ``triplets_per_second``; leak_free : False for "seed_leaky".
     """
 
-    best_val_mrr: float
+    best_val_recall: float
     best_epoch: int
     epochs_run: int
     triplets_per_second: float
@@ -528,6 +658,7 @@ class BPRResult:
     history: list[dict[str, float]] = field(default_factory=list)
     compiled_update: bool = False
     compile_seconds: float = 0.0
+    leak_free: bool = True
 
 
 def validate_triplets(triplets: np.ndarray | torch.Tensor, n_users: int, n_playlists: int) -> torch.Tensor:
@@ -547,55 +678,79 @@ def validate_triplets(triplets: np.ndarray | torch.Tensor, n_users: int, n_playl
     return tensor.contiguous()
 
 
+def _positives(interactions: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    matrix = sp.csr_matrix(interactions)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    if matrix.nnz == 0:
+        raise ValueError("no training interactions to train on")
+    users = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return users, matrix.indices.astype(np.int64)
+
+
 def train_bpr(
-    triplets: np.ndarray | torch.Tensor,
-    n_users: int,
-    n_playlists: int,
+    interactions: sp.csr_matrix,
     config: BPRConfig,
     checkpoint: Path | str,
-    val_batch: EvalBatch | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    validation: RankingTask | None = None,
     accelerator: str = "auto",
-    val_chunk_rows: int | None = None,
+    triplets: np.ndarray | torch.Tensor | None = None,
+    val_block_users: int | None = None,
 ) -> BPRResult:
-    """Train BPR; early-stop on val MRR; write the best weights to ``checkpoint``.
+    """Train BPR; early-stop on validation Recall@10; write the best weights to ``checkpoint``.
 
     Parameters
     ----------
-    triplets : int32 or int64 (N, 3) (user, positive playlist, negative playlist), numpy
-        or torch; kept in memory as given.
-    n_users, n_playlists : table sizes (ids must be below them).
+    interactions : (n_users, n_playlists) binary CSR of the training interactions (train
+        likes, feedback likes, owned playlists): the positives, and what negatives avoid.
     config : :class:`BPRConfig`.
-    checkpoint : file the best weights are written to (atomically; see
-        :func:`read_checkpoint`).
-    val_batch : users (B,), positives (B,), negatives (B, n_neg); None or B == 0 trains
-        ``max_epochs`` epochs without early stopping and keeps the last weights.
+    checkpoint : file the best weights are written to (atomically; see :func:`read_checkpoint`).
+    validation : the validation :class:`RankingTask` (answers: validation positives;
+        excluded: the interactions); None or no users trains ``max_epochs`` epochs without
+        early stopping and keeps the last weights.
     accelerator : Lightning accelerator ("auto" picks a GPU when there is one).
-    val_chunk_rows : eval rows scored per validation step (default: ~4M floats per chunk).
+    triplets : int (N, 3) fixed triplets, required by (and only used with)
+        ``negatives="seed_leaky"``.
+    val_block_users : users scored per validation step (default: ~4M scores per block).
 
     Returns
     -------
     BPRResult
     """
-    data = validate_triplets(triplets, n_users, n_playlists)
-    val = EvalBatch(*val_batch).validate(n_users, n_playlists) if val_batch is not None else None
-    if val is not None and val.rows == 0:
-        val = None
-    module = BPRModule(n_users, n_playlists, config, n_triplets=int(data.shape[0]))
+    interactions = sp.csr_matrix(interactions)
+    n_users, n_playlists = interactions.shape
+    rows_per_step = config.batch_size * (max(1, ROWS_PER_FUSED_STEP // config.batch_size)
+                                         if config.optimizer == "sgd" else 1)
+    interaction_set = InteractionSet.from_csr(interactions)
+    if config.negatives == "seed_leaky":
+        if triplets is None:
+            raise ValueError('negatives="seed_leaky" trains on fixed triplets: pass them as `triplets`')
+        data = validate_triplets(triplets, n_users, n_playlists)
+        dataset: torch.utils.data.IterableDataset = ShuffledTripletBatches(data, rows_per_step, config.seed)
+        per_epoch = int(data.shape[0])
+    else:
+        if triplets is not None:
+            raise ValueError(f"negatives={config.negatives!r} draws its own negatives every epoch; "
+                             "fixed triplets are only for 'seed_leaky'")
+        users, playlists = _positives(interactions)
+        dataset = EpochTriplets(interaction_set, users, playlists, config, rows_per_step)
+        per_epoch = dataset.triplets_per_epoch
+    if validation is not None and validation.users.size == 0:
+        validation = None
+    module = BPRModule(n_users, n_playlists, config, n_triplets=per_epoch, interactions=interaction_set,
+                       validation=validation)
     saver = BestWeightsCheckpoint(checkpoint)
     callbacks: list[pl.Callback] = [saver]
     val_loader = None
-    if val is not None:
-        callbacks.append(pl.callbacks.EarlyStopping(monitor="val_mrr", mode="max", patience=config.patience))
-        chunk = val_chunk_rows or max(1, (1 << 22) // (val.negatives.shape[1] + 1) // config.dim)
-        val_loader = torch.utils.data.DataLoader(EvalChunks(val, chunk), batch_size=None)
-    rows_per_step = config.batch_size * (max(1, ROWS_PER_FUSED_STEP // config.batch_size)
-                                         if config.optimizer == "sgd" else 1)
-    train_loader = torch.utils.data.DataLoader(ShuffledTripletBatches(data, rows_per_step, config.seed),
-                                               batch_size=None)
+    if validation is not None:
+        callbacks.append(pl.callbacks.EarlyStopping(monitor="val_recall@10", mode="max", patience=config.patience))
+        block = val_block_users or max(1, (1 << 22) // max(n_playlists, 1))
+        val_loader = torch.utils.data.DataLoader(ValidationBlocks(validation, block), batch_size=None)
+    train_loader = torch.utils.data.DataLoader(dataset, batch_size=None)
     trainer = pl.Trainer(
         accelerator=accelerator, devices=1, max_epochs=config.max_epochs, callbacks=callbacks, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
+        num_sanity_val_steps=0, check_val_every_n_epoch=config.val_every,
     )
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -610,7 +765,7 @@ def train_bpr(
     compiled = isinstance(module._fused, CompiledBPRStep) and module._fused.failed is None
     compile_seconds = module._fused.compile_seconds if compiled else 0.0
     return BPRResult(
-        best_val_mrr=saver.best if saver.best_epoch >= 0 else float("nan"),
+        best_val_recall=saver.best if saver.best_epoch >= 0 else float("nan"),
         best_epoch=saver.best_epoch,
         epochs_run=int(trainer.current_epoch),
         triplets_per_second=module.triplets_seen / max(module.train_seconds - compile_seconds, 1e-9),
@@ -620,6 +775,7 @@ def train_bpr(
         history=module.history,
         compiled_update=compiled,
         compile_seconds=compile_seconds,
+        leak_free=config.leak_free,
     )
 
 

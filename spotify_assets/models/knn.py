@@ -1,4 +1,4 @@
-"""Exact user-KNN by blocked sparse products (DESIGN §3), no Dagster imports.
+"""Exact user-KNN by blocked sparse products, no Dagster imports.
 
 Cosine similarity of users u and v is ``<x_u, x_v> / (|x_u| |x_v|)`` on rows of the
 user-song matrix. For a block of users at once (never one query at a time), the Gram
@@ -14,7 +14,8 @@ first drops, per row, every similarity below the histogram bin of its k-th best 
 entries per row are sorted.
 
 Playlists are then scored for a user as the similarity-weighted sum of what the
-neighbours vouch for (the playlists they own and liked in train).
+neighbours vouch for (their training interactions: playlists they liked in train or through
+feedback, and the ones they own).
 """
 
 from __future__ import annotations
@@ -211,27 +212,6 @@ def brute_force_neighbors(user_song: sp.csr_matrix, k: int) -> Neighbors:
     return Neighbors(neighbors, similarities)
 
 
-def vouched_playlists(train_positives: sp.csr_matrix, owner: np.ndarray) -> sp.csr_matrix:
-    """Binary float32 CSR (n_users, n_playlists): playlists each user liked in train or owns.
-
-    Parameters
-    ----------
-    train_positives : (n_users, n_playlists) CSR of train positives.
-    owner : int64 (n_playlists,) owning user per playlist, -1 = no owner.
-    """
-    train_positives = sp.csr_matrix(train_positives)
-    owner = np.asarray(owner, dtype=np.int64)
-    if owner.shape != (train_positives.shape[1],):
-        raise ValueError(f"owner must have shape ({train_positives.shape[1]},), got {owner.shape}")
-    if owner.size and owner.max() >= train_positives.shape[0]:
-        raise ValueError("owner ids outside the user range")
-    owned = np.flatnonzero(owner >= 0)
-    ownership = sp.csr_matrix((np.ones(owned.size, np.float32), (owner[owned], owned)), shape=train_positives.shape)
-    out = (train_positives.astype(bool) + ownership.astype(bool)).astype(np.float32).tocsr()
-    out.sort_indices()
-    return out
-
-
 def _weights(neighbors: np.ndarray, sims: np.ndarray, n_users: int) -> sp.csr_matrix:
     neighbors = np.asarray(neighbors)
     sims = np.asarray(sims, dtype=np.float32)
@@ -259,7 +239,7 @@ def knn_scores(neighbors: np.ndarray | Neighbors, sims: np.ndarray, item_matrix:
         (``Neighbors.neighbors[users]``).
     sims : float (b, k) their similarities (``Neighbors.similarities[users]``).
     item_matrix : (n_users, n_playlists) CSR of what each user vouches for
-        (:func:`vouched_playlists`: owned and liked in train).
+        (the training interactions: liked in train, liked through feedback, owned).
 
     Also accepted, for callers holding the whole table: ``knn_scores(Neighbors, users,
     item_matrix)``.
@@ -272,3 +252,47 @@ def knn_scores(neighbors: np.ndarray | Neighbors, sims: np.ndarray, item_matrix:
         users = np.asarray(sims, dtype=np.int64)
         neighbors, sims = neighbors.neighbors[users], neighbors.similarities[users]
     return np.asarray(knn_scores_sparse(neighbors, sims, item_matrix).toarray(), dtype=np.float32)
+
+
+def fold_in(vectors: np.ndarray, has_history: np.ndarray, neighbors: Neighbors) -> np.ndarray:
+    """User vectors for users without training history, folded in from their songs.
+
+    A user with no interaction never received a gradient, so a factor model's row for them is
+    its random initialisation (BPR) or a least-squares answer to nothing (ALS). Their song
+    neighbours are known, though: each such user gets the direction of the similarity-weighted
+    mean of the vectors of their neighbours that do have history (zeros when none has), so the
+    model ranks for them what it ranks for listeners like them. The mean of vectors pointing
+    different ways is shorter than any of them, which would let an item bias (BPR's) outweigh
+    it and turn the list into a popularity list; so the folded vector is scaled to the mean
+    norm of the users with history (for a model without a bias the scale changes nothing).
+
+    Parameters
+    ----------
+    vectors : float (n_users, d) user factors.
+    has_history : bool (n_users,), users with at least one training interaction.
+    neighbors : :class:`Neighbors` of every user (song cosine).
+
+    Returns
+    -------
+    float32 (n_users, d): a copy of ``vectors`` with the rows of users without history
+    replaced.
+    """
+    vectors = np.asarray(vectors)
+    has_history = np.asarray(has_history, bool)
+    if vectors.shape[0] != has_history.size or neighbors.neighbors.shape[0] != has_history.size:
+        raise ValueError(f"vectors {vectors.shape}, has_history {has_history.shape} and neighbors "
+                         f"{neighbors.neighbors.shape} disagree on the number of users")
+    out = np.array(vectors, dtype=np.float32)
+    cold = np.flatnonzero(~has_history)
+    if cold.size == 0:
+        return out
+    ids = neighbors.neighbors[cold]
+    sims = np.where((ids >= 0) & has_history[np.maximum(ids, 0)], neighbors.similarities[cold], 0.0)
+    weights = _weights(np.where(sims > 0, ids, -1), sims, has_history.size)
+    total = np.asarray(weights.sum(axis=1)).ravel()
+    folded = np.asarray(weights @ out, dtype=np.float64)
+    length = np.linalg.norm(folded, axis=1, keepdims=True)
+    typical = float(np.linalg.norm(out[has_history], axis=1).mean()) if has_history.any() else 0.0
+    usable = (total[:, None] > 0) & (length > 0)
+    out[cold] = np.divide(folded * typical, length, out=np.zeros_like(folded), where=usable)
+    return out
