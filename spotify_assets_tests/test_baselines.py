@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotify_assets.evaluate import evaluate_full, factor_scorer, popularity_scorer
 from spotify_assets.labeling import exploration_coefficients, label_users, score_pairs
 from spotify_assets.metrics import full_ranking_metrics, sampled_metrics
 from spotify_assets.models.baselines import (
@@ -41,20 +42,20 @@ def test_random_scores_are_seeded() -> None:
 
 
 def test_popularity_beats_random_on_planted_data(data: Planted) -> None:
-    candidates = data.test.candidates()
     popularity = popularity_scores(data.train)
     assert popularity.shape == (data.n_playlists,)
+    # over every playlist, excluding the training interactions
+    users, test = data.test.users, data.test.relevant
+    full_pop = full_ranking_metrics(lambda u: np.tile(popularity, (u.size, 1)), users, test, data.test.excluded)
+    full_rand = full_ranking_metrics(lambda u: random_scores(int(u[0]), (u.size, data.n_playlists)), users, test,
+                                     data.test.excluded, block_size=50)
+    assert full_pop["recall@10"] > full_rand["recall@10"] + 0.05, (full_pop, full_rand)
+    # and on sampled candidates (the test positive against 50 random others)
+    rng = np.random.default_rng(1)
+    candidates = np.concatenate([test.indices[:, None], rng.integers(0, data.n_playlists, (users.size, 50))], axis=1)
     pop = sampled_metrics(popularity[candidates])
     rand = sampled_metrics(random_scores(0, candidates.shape))
     assert pop["mrr"] > rand["mrr"] + 0.05 and pop["hit@10"] > rand["hit@10"], (pop, rand)
-    # and over every playlist, excluding the train positives
-    test = sp.csr_matrix((np.ones(data.test.rows, np.float32), (data.test.users, data.test.positives)),
-                         shape=data.train.shape)
-    users = np.arange(data.n_users)
-    full_pop = full_ranking_metrics(lambda u: np.tile(popularity, (u.size, 1)), users, test, data.train)
-    full_rand = full_ranking_metrics(lambda u: random_scores(int(u[0]), (u.size, data.n_playlists)), users, test,
-                                     data.train, block_size=50)
-    assert full_pop["recall@10"] > full_rand["recall@10"] + 0.05, (full_pop, full_rand)
 
 
 def test_oracle_from_a_csr_ranks_by_score_then_id() -> None:
@@ -107,7 +108,7 @@ def test_als_shapes_and_sweep(data: Planted) -> None:
     als = train_als(data.train, factors=8, iterations=3, seed=0, num_threads=1)
     assert als.user_factors.shape == (data.n_users, 8) and als.item_factors.shape == (data.n_playlists, 8)
     assert als.score_users(np.arange(3)).shape == (3, data.n_playlists)
-    candidates = data.test.candidates()
+    candidates = np.tile(np.arange(20), (data.n_users, 1))
     scores = als.score_candidates(data.test.users, candidates)
     assert scores.shape == candidates.shape and scores.dtype == np.float32
     np.testing.assert_allclose(scores, factor_candidate_scores(als.user_factors, als.item_factors, data.test.users,
@@ -117,9 +118,16 @@ def test_als_shapes_and_sweep(data: Planted) -> None:
     # the same seed gives the same factors
     np.testing.assert_array_equal(train_als(data.train, factors=8, iterations=3, seed=0, num_threads=1).item_factors,
                                   als.item_factors)
-    trials = als_sweep(data.train, data.val, factors=(8, 16), alphas=(1.0, 10.0), iterations=5, num_threads=1)
-    assert [(t.factors, t.alpha) for t in trials] == [(8, 1.0), (8, 10.0), (16, 1.0), (16, 10.0)]
-    assert all(isinstance(t, ALSTrial) and set(t.row()) >= {"factors", "alpha", "mrr", "hit@10"} for t in trials)
-    best = max(trials, key=lambda t: t.val_mrr)
-    rand = sampled_metrics(random_scores(0, data.val.candidates().shape))["mrr"]
-    assert best.val_mrr > rand + 0.2, [t.row() for t in trials]
+    seen = []
+
+    def validate(result):  # the sweep hands every fitted model to the validation metric, in grid order
+        seen.append(result.factors)
+        return evaluate_full(factor_scorer("als", result.user_factors, result.item_factors), data.val)["all"]
+
+    trials = als_sweep(data.train, validate, factors=(8, 16), alphas=(1.0, 10.0), iterations=5, num_threads=1)
+    assert [(t.factors, t.alpha) for t in trials] == [(8, 1.0), (8, 10.0), (16, 1.0), (16, 10.0)] and seen == [8, 8, 16, 16]
+    assert all(isinstance(t, ALSTrial) and set(t.row()) >= {"factors", "alpha", "val_recall@10", "val_ndcg@10"}
+               for t in trials)
+    best = max(trials, key=lambda t: t.val_recall)
+    popularity = evaluate_full(popularity_scorer(popularity_scores(data.train)), data.val)["all"]["recall@10"]
+    assert best.val_recall > popularity + 0.1, [t.row() for t in trials]
