@@ -18,6 +18,7 @@ system used and the library peers, and check the speed targets.
   python -m benchmarks run --scale bench                # the committed tables (long)
   python -m benchmarks run --scale bench --stages label,knn
   python -m benchmarks list                             # stages, methods and targets
+  python -m benchmarks leaderboard --scale bench        # the model leaderboard through Dagster
 """
 
 EPILOG = f"""\
@@ -102,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"default {spec.get('default')}" + "".join(
                                 f", {k} {v}" for k, v in spec.items() if k != "default"))
     commands.add_parser("list", help="print the stages, their methods and targets")
+    board = commands.add_parser(
+        "leaderboard", help="run leaderboard_job through Dagster at a scale and write results/leaderboard_<scale>.md",
+        description="Generate (or reuse) the scale's data, run `dagster job execute -j leaderboard_job` with its own "
+                    "DAGSTER_HOME and data folder under CACHE/<scale>/, and write the model_leaderboard table as "
+                    "RESULTS/leaderboard_<scale>.md and .json (test and validation, models x segments x metrics, "
+                    "train seconds, leak-free). At bench scale this takes about an hour on 2 cores.")
+    board.add_argument("--scale", choices=SCALES, default="bench", help="generator preset (default bench)")
+    board.add_argument("--seed", type=int, default=0, help="drives the data and every draw (default 0)")
+    board.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="data and run folders (default %(default)s)")
+    board.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="output folder (default %(default)s)")
+    board.add_argument("--config", type=Path, default=None,
+                       help="run config YAML for leaderboard_job (default: benchmarks/leaderboard_<scale>.yaml "
+                            "when it exists, else the assets' defaults)")
     return parser
 
 
@@ -128,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  methods: {', '.join(f'{m.name} ({m.kind})' for m in stage.methods)}")
             for target in stage.targets:
                 print(f"  target: {target.label}")
+        return 0
+    if args.command == "leaderboard":
+        from benchmarks.leaderboard import run_leaderboard
+
+        run_leaderboard(args.scale, args.seed, args.cache, args.results, args.config,
+                        log=lambda message: print(message, file=sys.stderr, flush=True))
         return 0
     options = {name: getattr(args, name) for name in DEFAULT_OPTIONS if getattr(args, name) is not None}
     results = run(RunSettings(scale=args.scale, seed=args.seed, stages=args.stages, cache=args.cache,

@@ -91,8 +91,24 @@ def _git() -> dict:
     return {"commit": git("rev-parse", "HEAD"), "modified_python_files": dirty}
 
 
+def cpu_model() -> dict:
+    """The CPU's model name and the vector extensions that decide kernel speed (from
+    /proc/cpuinfo on Linux; the platform's processor string elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": platform.processor() or platform.machine(), "vector_flags": []}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "asimd", "sve")
+    return {"model": fields.get("model name") or fields.get("Model name") or platform.machine(),
+            "vector_flags": [f for f in wanted if f in flags]}
+
+
 def _machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    cpu = cpu_model()
+    return {"platform": platform.platform(), "processor": cpu["model"], "vector_flags": cpu["vector_flags"],
             "cpus": os.cpu_count(), "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(), "versions": _versions()}
 

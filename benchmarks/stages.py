@@ -616,12 +616,15 @@ def bpr_ours(ctx: StageContext) -> Measurement:
 
     _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
+    # fixed triplets, as in the original system: the throughput of the update itself
     config = BPRConfig(dim=int(ctx.option("bpr_dim")), batch_size=int(ctx.option("bpr_batch_size")), max_epochs=1,
-                       seed=ctx.seed, compile=ctx.option("bpr_compile"))
+                       seed=ctx.seed, compile=ctx.option("bpr_compile"), negatives="seed_leaky")
     ctx.log(f"{triplets.shape[0]:,} triplets, dim {config.dim}, batch {config.batch_size}, "
             f"{torch.get_num_threads()} torch threads")
     accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}.get(ctx.option("device"), "auto")
-    result = train_bpr(triplets, n_users, n_playlists, config, ctx.work / "bpr.pt", accelerator=accelerator)
+    interactions = sp.csr_matrix((np.ones(triplets.shape[0], np.float32), (triplets[:, 0], triplets[:, 1])),
+                                 shape=(n_users, n_playlists))
+    result = train_bpr(interactions, config, ctx.work / "bpr.pt", accelerator=accelerator, triplets=triplets)
     net = load_checkpoint(ctx.work / "bpr.pt")
     _save(ctx.work / "bpr_embeddings.npz", users=net.user_embeddings(), playlists=net.playlist_embeddings())
     n = int(triplets.shape[0])

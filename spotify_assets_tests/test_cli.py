@@ -47,7 +47,7 @@ def sample_data_dir(tmp_path: Path) -> Path:
 
 def _leaderboard(data_dir: Path) -> list[tuple]:
     with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
-        return con.execute("SELECT * FROM model_leaderboard ORDER BY model, segment").fetchall()
+        return con.execute("SELECT * FROM model_leaderboard ORDER BY model, split, segment").fetchall()
 
 
 def _counts(data_dir: Path) -> dict[str, int]:
@@ -67,7 +67,7 @@ def test_full_pipeline_on_the_sample_from_the_cli_is_idempotent(sample_data_dir:
     counts = _counts(sample_data_dir)
     assert counts["mpd_playlists"] == 5000 and counts["entp_listens"] > 0 and counts["track_dictionary"] > 0
     board = _leaderboard(sample_data_dir)
-    assert {row[0] for row in board} == {"random", "popularity", "als", "knn", "bpr", "oracle"}
+    assert {row[0] for row in board} == {"random", "popularity", "als", "knn", "bpr", "song_ranker", "oracle"}
     second = _execute("full_pipeline", env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert _counts(sample_data_dir) == counts
@@ -127,13 +127,13 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
         env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
     )
     assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
-    for artifact in ("label/labels.npz", "split/bpr_triplets.npz", "split/eval_batches.npz"):
+    for artifact in ("label/labels.npz", "split/training_interactions.npz", "split/eval_batches.npz"):
         assert (data_dir / "artifacts" / artifact).exists(), artifact
     # train_job (small settings, track models included) and serve_job on top of the prepared splits
     config = tmp_path / "train.yaml"
     config.write_text(json.dumps({"ops": {
-        "bpr_sweep": {"config": {"dims": [8], "lrs": [0.1], "max_epochs": 2}},
-        "bpr_model": {"config": {"max_epochs": 3}},
+        "bpr_sweep": {"config": {"dims": [8], "lrs": [0.1], "max_epochs": 4, "val_every": 2}},
+        "song_ranker": {"config": {"max_epochs": 2}},
         "als_model": {"config": {"factors": [8], "alphas": [10.0], "iterations": 3}},
         # tiny has 500 playlists: embed tracks seen 3+ times
         "track_embeddings": {"config": {"min_count": 3, "compare_ppmi_svd": False, "epochs": 3}},
@@ -145,7 +145,7 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
         )
         assert run.returncode == 0, job + run.stdout[-3000:] + run.stderr[-3000:]
     with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(DISTINCT model) FROM model_leaderboard").fetchall()[0][0] == 6
+        assert con.execute("SELECT count(DISTINCT model) FROM model_leaderboard").fetchall()[0][0] == 7
         n_users, n_rows = con.execute("SELECT count(DISTINCT uid), count(*) FROM recommendations").fetchall()[0]
     assert n_rows == 5 * n_users > 0
     assert (data_dir / "artifacts" / "serve" / "track_index.ann").exists()

@@ -7,7 +7,7 @@ distributed engine. Dagster's Dask executor cannot run the project's ``DynamicOu
 (``deploy/dask/definitions_dask.py``) uses the project's ``static_liked_playlists(n)``: the
 same shard step and merge, fanned out to a fixed number of steps with the users cut
 exactly as the dynamic plan cuts them. The test materializes the prepared inputs once, runs
-exploration -> liked_playlists -> user_splits -> playlist_ownership -> bpr_triplets /
+exploration -> liked_playlists -> user_splits -> playlist_ownership -> training_interactions /
 eval_batches twice from identical copies:
 
 * in process, with the project's dynamic graph and a local artifact folder;
@@ -36,7 +36,7 @@ from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.label.assets import exploration_coefficients_artifact, liked_playlists, static_liked_playlists
 from spotify_assets.defs.prepare.assets import interaction_matrices, song_catalog
 from spotify_assets.defs.resources import build_resources
-from spotify_assets.defs.split.assets import bpr_triplets, eval_batches, playlist_ownership, user_splits
+from spotify_assets.defs.split.assets import eval_batches, playlist_ownership, training_interactions, user_splits
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
 from spotify_assets.resources import ArtifactStore, JsonIOManager
@@ -44,10 +44,10 @@ from spotify_assets.resources import ArtifactStore, JsonIOManager
 pytestmark = pytest.mark.slow
 
 UPSTREAM = [mpd_slice_tables, entp_listens, msd_songs, *sql_model_assets, song_catalog, interaction_matrices]
-SPLIT_ASSETS = [user_splits, playlist_ownership, bpr_triplets, eval_batches]
+SPLIT_ASSETS = [user_splits, playlist_ownership, training_interactions, eval_batches]
 SHARDS, BLOCK_SIZE = 3, 17
 COMPARED = ["label/exploration.npz", "label/labels.npz", "split/user_splits.npz", "split/ownership.npz",
-            "split/bpr_triplets.npz", "split/eval_batches.npz"]
+            "split/training_interactions.npz", "split/eval_batches.npz"]
 
 
 def label_split_job(data_dir: str, executor: str, store: str = "") -> dg.JobDefinition:
@@ -130,10 +130,10 @@ def test_label_and_split_on_dask_equal_the_in_process_run(prepared: Path, tmp_pa
 
     # every step ran, all of them on the cluster's worker processes, none in this one
     assert {f"liked_playlists.label_shard_{i}" for i in range(SHARDS)} <= steps
-    assert {"liked_playlists.merge_static_label_shards", "user_splits", "playlist_ownership", "bpr_triplets",
+    assert {"liked_playlists.merge_static_label_shards", "user_splits", "playlist_ownership", "training_interactions",
             "eval_batches"} <= steps
     assert materialized == {"exploration_coefficients", "liked_playlists", "user_splits", "playlist_ownership",
-                            "bpr_triplets", "eval_batches"}
+                            "training_interactions", "eval_batches"}
     assert pids and pids <= worker_pids and os.getpid() not in pids
 
     # outputs and the ops' hand-offs went to the store, not to the run's data folder

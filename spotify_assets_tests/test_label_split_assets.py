@@ -15,7 +15,7 @@ from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.label.assets import exploration_coefficients_artifact, liked_playlists
 from spotify_assets.defs.prepare.assets import interaction_matrices, song_catalog
 from spotify_assets.defs.resources import build_resources
-from spotify_assets.defs.split.assets import bpr_triplets, eval_batches, playlist_ownership, user_splits
+from spotify_assets.defs.split.assets import eval_batches, playlist_ownership, training_interactions, user_splits
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
 from spotify_assets.labeling import label_users
@@ -23,8 +23,9 @@ from spotify_assets.matrices import load_csr
 from spotify_assets.resources import PipelineSettings
 
 CHAIN = [mpd_slice_tables, entp_listens, msd_songs, *sql_model_assets, song_catalog, interaction_matrices,
-         exploration_coefficients_artifact, liked_playlists, user_splits, playlist_ownership, bpr_triplets, eval_batches]
-ARTIFACTS = ["label/labels.npz", "split/user_splits.npz", "split/ownership.npz", "split/bpr_triplets.npz",
+         exploration_coefficients_artifact, liked_playlists, user_splits, playlist_ownership, training_interactions,
+         eval_batches]
+ARTIFACTS = ["label/labels.npz", "split/user_splits.npz", "split/ownership.npz", "split/training_interactions.npz",
              "split/eval_batches.npz", "prepare/user_song.npz", "prepare/playlist_song.npz"]
 
 
@@ -61,7 +62,7 @@ def test_chain_succeeds_with_every_check_green(chain) -> None:
     evaluations = result.get_asset_check_evaluations()
     names = {e.check_name for e in evaluations}
     assert {"liked_counts_match_formula", "no_pair_in_two_splits", "never_owns_held_out_positive",
-            "triplets_valid", "eval_batches_valid"} <= names
+            "holds_no_held_out_pair", "eval_batches_valid"} <= names
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
 
 
@@ -86,4 +87,25 @@ def test_same_seed_gives_identical_bytes_other_seed_differs(chain, tiny_raw: Pat
     shutil.copytree(tiny_raw, other / "raw")
     assert run_chain(other, seed=1).success
     changed = {k for k, v in digests(other).items() if v != digests(data_dir)[k]}
-    assert {"split/bpr_triplets.npz", "split/eval_batches.npz", "label/labels.npz"} <= changed
+    assert {"split/training_interactions.npz", "split/eval_batches.npz", "label/labels.npz"} <= changed
+
+
+def test_training_interactions_do_not_change_when_the_held_out_labels_do(chain, tmp_path: Path) -> None:
+    """The asset itself: rewrite every validation / test answer in labels.npz to another
+    playlist, rematerialize training_interactions, and get the same bytes."""
+    data_dir, _ = chain
+    run_dir = tmp_path / "data"
+    shutil.copytree(data_dir, run_dir)
+    labels_path = run_dir / "artifacts" / "label" / "labels.npz"
+    labels = dict(np.load(labels_path))
+    split = np.load(run_dir / "artifacts" / "split" / "user_splits.npz")["split"]
+    held = np.flatnonzero(split != 0)
+    assert held.size > 10
+    n_playlists = np.load(run_dir / "artifacts" / "split" / "ownership.npz")["owner"].size
+    labels["liked_playlists"] = labels["liked_playlists"].copy()
+    labels["liked_playlists"][held] = (labels["liked_playlists"][held] + 7) % n_playlists
+    np.savez(labels_path, **labels)
+    before = (data_dir / "artifacts" / "split" / "training_interactions.npz").read_bytes()
+    result = run_chain(run_dir, assets=[training_interactions])
+    assert result.success
+    assert (run_dir / "artifacts" / "split" / "training_interactions.npz").read_bytes() == before

@@ -22,8 +22,8 @@ from spotify_assets.defs.evaluate.assets import model_leaderboard
 from spotify_assets.defs.feedback.assets import feedback_positives
 from spotify_assets.defs.feedback.sensors import feedback_retrain_sensor
 from spotify_assets.defs.serve.assets import playlist_index, recommendations, serving_model, user_index
-from spotify_assets.defs.split.assets import bpr_triplets
-from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, user_neighbors
+from spotify_assets.defs.split.assets import training_interactions
+from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, song_ranker, user_neighbors
 from spotify_assets.resources import FeedbackStore
 from spotify_assets.serving import recommend
 from spotify_assets.serving.feedback import FeedbackLog
@@ -32,9 +32,10 @@ from spotify_assets_tests.servers import _start, _stop, free_port, wait_http
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
 
 SERVE = [serving_model, playlist_index, user_index, recommendations]
-MODELS = [bpr_model, user_neighbors, popularity_model, als_model, model_leaderboard]
+MODELS = [bpr_model, user_neighbors, popularity_model, als_model, song_ranker, model_leaderboard]
 TRAIN_CONFIG = {"ops": {
-    "bpr_model": {"config": {"max_epochs": 5, "use_sweep": False}},
+    "bpr_model": {"config": {"max_epochs": 10, "val_every": 2, "dim": 16, "use_sweep": False}},
+    "song_ranker": {"config": {"max_epochs": 3}},
     "als_model": {"config": {"factors": [8], "alphas": [10.0], "iterations": 5}},
     "user_neighbors": {"config": {"k": 20}},
 }}
@@ -248,18 +249,19 @@ def test_feedback_becomes_training_positives(served, tmp_path: Path) -> None:
     log.add(users[uid], int(pids[free[0]]), [int(pids[j]) for j in free])
     if held_out.size:  # a held-out answer sent as feedback must not reach training
         log.add(users[uid], int(pids[held_out[0]]), [int(pids[held_out[0]])])
-    before = np.load(run_dir / "artifacts" / "split" / "bpr_triplets.npz")["triplets"]
-    result = run_chain(run_dir, assets=[feedback_positives, bpr_triplets, popularity_model])
+    before = np.load(run_dir / "artifacts" / "split" / "training_interactions.npz")
+    result = run_chain(run_dir, assets=[feedback_positives, training_interactions, popularity_model])
     positives = np.load(run_dir / "artifacts" / "split" / "feedback_positives.npz")
     assert list(zip(positives["users"].tolist(), positives["playlists"].tolist())) == [(uid, free[0])]
-    triplets = np.load(run_dir / "artifacts" / "split" / "bpr_triplets.npz")["triplets"]
-    assert triplets.shape[0] == before.shape[0] + 2
-    assert sorted(map(tuple, triplets[-2:].tolist())) == [(uid, free[0], free[1]), (uid, free[0], free[2])]
+    after = np.load(run_dir / "artifacts" / "split" / "training_interactions.npz")
+    assert after["indices"].size == before["indices"].size + 1  # the like, and nothing held out
+    row = after["indices"][after["indptr"][uid]:after["indptr"][uid + 1]].tolist()
+    assert free[0] in row and not set(held_out.tolist()) & set(row)
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["feedback_never_leaks_held_out"] and checks["triplets_valid"]
+    assert checks["feedback_never_leaks_held_out"] and checks["holds_no_held_out_pair"]
     events = _events(result)
     assert events["feedback_positives"]["positives"].value == 1
-    assert events["bpr_triplets"]["from_feedback"].value == 2
+    assert "| feedback | 1 |" in events["training_interactions"]["sources"].value
     # the popularity model counts the new like
     pop_before = np.load(data_dir / "artifacts" / "train" / "popularity.npz")["scores"]
     pop_after = np.load(run_dir / "artifacts" / "train" / "popularity.npz")["scores"]

@@ -65,7 +65,7 @@ CPU_STEP_K8S_CONFIG: Mapping[str, dict] = {
     "als_model": _resources("4", "8Gi", memory_limit="12Gi"),
     "interaction_matrices": _resources("2", "8Gi", memory_limit="12Gi"),
     "eval_batches": _resources("2", "8Gi", memory_limit="12Gi"),
-    "bpr_triplets": _resources("2", "8Gi", memory_limit="12Gi"),
+    "training_interactions": _resources("2", "8Gi", memory_limit="12Gi"),
 }
 #: What a PyTorch training step gets: one GPU.
 GPU_STEP_K8S_CONFIG = _resources("4", "16Gi", gpus=1, memory_limit="24Gi")

@@ -39,7 +39,7 @@ prepare_job = dg.define_asset_job(
     "prepare_job",
     selection=dg.AssetSelection.groups("prepare", "label", "split"),
     description="Match songs, rebuild the matrices, label liked playlists, split users, assign ownership, "
-    "and sample training triplets and evaluation batches.",
+    "gather the training interactions and sample the evaluation batches.",
     executor_def=pipeline_executor,
 )
 
@@ -62,9 +62,17 @@ serve_job = dg.define_asset_job(
 feedback_retrain_job = dg.define_asset_job(
     "feedback_retrain_job",
     # feedback does not touch the track models, so their index is left as it is
-    selection=(dg.AssetSelection.assets("feedback_positives", "bpr_triplets")
+    selection=(dg.AssetSelection.assets("feedback_positives", "training_interactions")
                | dg.AssetSelection.groups("train", "evaluate", "serve")) - dg.AssetSelection.assets("track_index"),
     description="Fold new feedback into the training positives, retrain every model, rebuild the leaderboard, "
     "the indexes and the recommendations (what feedback_retrain_sensor launches).",
+    executor_def=pipeline_executor,
+)
+
+leaderboard_job = dg.define_asset_job(
+    "leaderboard_job",
+    selection=dg.AssetSelection.assets("model_leaderboard").upstream().required_multi_asset_neighbors(),
+    description="Everything the leaderboard needs and nothing after it: ingest, prepare, label, split, every "
+    "model, the leaderboard (what `python -m benchmarks leaderboard` runs at bench scale).",
     executor_def=pipeline_executor,
 )

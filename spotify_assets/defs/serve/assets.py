@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.defs.train.assets import ALS, BPR_CHECKPOINT, POPULARITY, train_positive_matrix
+from spotify_assets.defs.split.assets import load_interactions
+from spotify_assets.defs.train.assets import ALS, BPR_CHECKPOINT, POPULARITY
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.models.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
@@ -36,8 +37,8 @@ RECALL_FLOOR = 0.9
 
 
 class ServingModelConfig(dg.Config):
-    model: str = Field(default="auto", description="'auto' (best factor model by full-ranking Recall@10 on the "
-                                                   "leaderboard), 'bpr' or 'als'.")
+    model: str = Field(default="auto", description="'auto' (the factor model with the best validation Recall@10 "
+                                                   "on the leaderboard), 'bpr' or 'als'.")
     popular_list: int = Field(default=100, ge=5, description="Length of the cold-start popularity list kept.")
 
     @field_validator("model")
@@ -49,22 +50,30 @@ class ServingModelConfig(dg.Config):
 
 
 def _choose_model(con, wanted: str) -> tuple[str, str, list[dict]]:
-    rows = con.execute('SELECT model, mrr, "recall@10" FROM model_leaderboard WHERE segment = \'all\' '
-                       "AND model IN ('bpr', 'als') ORDER BY \"recall@10\" DESC, model").fetchall()
-    table = [{"model": m, "test MRR": round(mrr, 4), "Recall@10": round(r, 4)} for m, mrr, r in rows]
+    # Chosen on the validation full ranking (serving ranks every playlist); test rows are
+    # only reported, so the choice never reads a test answer.
+    rows = con.execute('SELECT model, "recall@10", "ndcg@10" FROM model_leaderboard WHERE split = \'val\' '
+                       "AND segment = 'all' AND model IN ('bpr', 'als') ORDER BY \"recall@10\" DESC NULLS LAST, "
+                       '"ndcg@10" DESC NULLS LAST, model').fetchall()
+
+    def shown(value: float | None) -> float | str:
+        return "n/a" if value is None else round(value, 4)
+
+    table = [{"model": m, "val Recall@10": shown(r), "val NDCG@10": shown(n)} for m, r, n in rows]
     if wanted != "auto":
         return wanted, "run config", table
     if not rows:
-        raise dg.Failure("model_leaderboard has no BPR/ALS rows: materialize model_leaderboard first")
-    # Serving ranks every playlist, so the full-ranking metric decides (not the sampled MRR).
-    return rows[0][0], f"best Recall@10 on the leaderboard ({rows[0][2]:.4f})", table
+        raise dg.Failure("model_leaderboard has no BPR/ALS validation rows: materialize model_leaderboard first")
+    if rows[0][1] is None:  # the split held out no validation answers (tiny data)
+        return rows[0][0], "no validation users: the first factor model by name", table
+    return rows[0][0], f"best validation Recall@10 on the leaderboard ({rows[0][1]:.4f})", table
 
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy", "duckdb"},
-    deps=["model_leaderboard", "bpr_model", "als_model", "popularity_model", "feedback_positives",
-          "playlist_ownership", "stg_playlists"],
+    deps=["model_leaderboard", "bpr_model", "als_model", "popularity_model", "training_interactions",
+          "stg_playlists"],
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
 )
@@ -90,11 +99,10 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     else:
         als = artifacts.load_arrays(*ALS)
         user_vectors, playlist_vectors = augment_for_bias(als["user_factors"], als["item_factors"])
-    excluded = train_positive_matrix(artifacts, with_owned=True)
-    liked_in_train = train_positive_matrix(artifacts)
-    # No liked playlist in train (cold users, and users whose likes all went to validation/test):
-    # their embedding never saw a positive, so the popularity list serves them.
-    cold = np.diff(liked_in_train.indptr) == 0
+    excluded = load_interactions(artifacts)
+    # Users without interactions carry vectors folded in from their song neighbours; the ones
+    # left with a zero vector (no neighbour with history) get the popularity list.
+    cold = ~np.any(user_vectors[:, :-1] if model == "bpr" else user_vectors, axis=1)
     popularity = artifacts.load_arrays(*POPULARITY)["scores"]
     popular = np.argsort(-popularity, kind="stable")[:config.popular_list].astype(np.int64)
     if playlists.num_rows != playlist_vectors.shape[0] or users.num_rows != user_vectors.shape[0]:

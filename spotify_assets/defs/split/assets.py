@@ -1,17 +1,20 @@
-"""User splits, playlist ownership, BPR training triplets and evaluation batches.
+"""User splits, playlist ownership, the training interactions and evaluation batches.
 
 Every random draw derives from ``settings.seed``; every asset carries blocking checks
-(no leakage between splits, ownership never touches held-out positives, triplets and
-eval batches valid), because training and evaluation downstream trust them.
+(no leakage between splits, ownership never touches held-out positives, no held-out pair
+among the training interactions, eval batches valid), because training and evaluation downstream trust them.
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
-from pydantic import Field, field_validator
 import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.evaluate import RankingTask, ranking_tasks
 from spotify_assets.labeling import OwnershipCandidates, liked_counts
 from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
@@ -21,22 +24,21 @@ from spotify_assets.splits import (
     TRAIN,
     VAL,
     assign_ownership,
-    check_eval_batch_valid,
+    check_eval_batches_valid,
+    check_interactions_hold_out,
     check_ownership_valid,
     check_no_split_overlap,
-    check_triplets_valid,
-    feedback_triplets,
-    gini,
-    sample_eval_batch,
-    sample_triplets,
+    ownership_gini,
+    sample_eval_batches,
     split_users,
 )
+from spotify_assets.splits import training_interactions as training_interactions_from
 
 SPLIT = "split"
 LABELS = ("label", "labels.npz")
 SPLITS = ("split", "user_splits.npz")
 OWNERSHIP = ("split", "ownership.npz")
-TRIPLETS = ("split", "bpr_triplets.npz")
+INTERACTIONS = ("split", "training_interactions.npz")
 EVAL = ("split", "eval_batches.npz")
 COUNTS = ("prepare", "song_counts.npz")
 #: what the samplers read of labels.npz (not the scores or the ownership candidates)
@@ -149,7 +151,7 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
             "owned_playlists": int((result.owner >= 0).sum()),
             "unowned_playlists": result.unowned,
             "owners": int(owners.size),
-            "ownership_gini": round(gini(result.owned_counts), 4),
+            "ownership_gini": round(ownership_gini(result.owned_counts), 4),
             "max_owned_per_user": int(result.owned_counts.max(initial=0)),
             "cap": config.cap,
             "candidates_per_playlist": int(candidates.k),
@@ -167,53 +169,41 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
     )
 
 
-class SamplingConfig(dg.Config):
-    n_hard: int = Field(default=2, ge=0)
-    """Hard negatives per train positive (from the user's hard pool)."""
-    n_easy: int = Field(default=2, ge=0)
-    """Easy negatives per train positive (uniform over playlists neither liked nor owned)."""
-
-
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
     deps=["playlist_ownership", "feedback_positives"],
-    check_specs=[dg.AssetCheckSpec("triplets_valid", asset="bpr_triplets", blocking=True,
-                                   description="Every sampled positive is a train positive; every negative is neither liked nor owned "
-                                               "(feedback triplets are checked by feedback_positives).")],
+    check_specs=[dg.AssetCheckSpec("holds_no_held_out_pair", asset="training_interactions", blocking=True,
+                                   description="No validation or test positive is a training interaction.")],
 )
-def bpr_triplets(context: dg.AssetExecutionContext, config: SamplingConfig, artifacts: ArtifactStore,
-                 settings: PipelineSettings) -> dg.MaterializeResult:
-    """(user, positive, negative) int64 triplets: per train positive n_hard hard + n_easy easy negatives."""
-    started = time.perf_counter()
-    labels = artifacts.load_arrays(*LABELS, names=SAMPLING_ARRAYS)
+def training_interactions(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    """Everything a model may learn from, as one binary (users x playlists) CSR: the train-split
+    likes, the feedback likes (held-out answers already removed) and the owned playlists.
+    Every model trains on it and negatives are drawn outside it every epoch; validation and
+    test positives never reach it (checked)."""
+    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists"))
     split = artifacts.load_arrays(*SPLITS)["split"]
     owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
-    triplets, fallback = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
-                                         labels["hard_playlists"], owner, owner.size, settings.seed,
-                                         config.n_hard, config.n_easy)
-    ok, bad = check_triplets_valid(triplets, labels["liked_indptr"], labels["liked_playlists"], split, owner, owner.size)
     feedback = load_feedback_positives(artifacts)
-    from_feedback = np.empty((0, 3), np.int64)
-    if feedback is not None:
-        from_feedback = feedback_triplets(feedback["users"], feedback["playlists"], feedback["negative_indptr"],
-                                          feedback["negatives"], config.n_hard + config.n_easy)
-        triplets = np.concatenate([triplets, from_feedback])
-    seconds = time.perf_counter() - started
-    path = artifacts.save_arrays(*TRIPLETS, triplets=triplets)
+    result = training_interactions_from(labels["liked_indptr"], labels["liked_playlists"], split, owner,
+                                        None if feedback is None else feedback["users"],
+                                        None if feedback is None else feedback["playlists"])
+    path = save_interactions(artifacts, result.matrix)
+    verdict = check_interactions_hold_out(result.matrix, labels["liked_indptr"], labels["liked_playlists"], split)
+    per_user = np.diff(result.matrix.indptr)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "triplets": int(triplets.shape[0]),
-            "dtype": str(triplets.dtype),
-            "shape": str(triplets.shape),
-            "hard_to_easy_fallbacks": fallback,
-            "from_feedback": int(from_feedback.shape[0]),
-            "seconds": round(seconds, 3),
-            "samples_per_second": round(triplets.shape[0] / max(seconds, 1e-9)),
+            "interactions": result.counts["total"],
+            "sources": dg.MetadataValue.md(markdown_table([{"source": k, "pairs": v} for k, v in result.counts.items()])),
+            "users_with_history": int((per_user > 0).sum()),
+            "users_without_history": int((per_user == 0).sum()),
+            "playlists_with_an_interaction": int(np.unique(result.matrix.indices).size),
             "peak_rss_mb": peak_rss_mb(),
         },
-        check_results=[_check("triplets_valid", "bpr_triplets", ok, f"{bad} invalid triplets")],
+        check_results=[_check("holds_no_held_out_pair", "training_interactions", verdict.passed,
+                              f"{verdict.failures} held-out pairs among the training interactions",
+                              **verdict.details)],
     )
 
 
@@ -239,10 +229,10 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
     owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
     arrays, problems, rows = {}, 0, {}
     for name, which in (("val", VAL), ("test", TEST)):
-        batch = sample_eval_batch(labels["liked_indptr"], labels["liked_playlists"], stored["split"], which,
+        batch = sample_eval_batches(labels["liked_indptr"], labels["liked_playlists"], stored["split"], which,
                                   labels["hard_indptr"], labels["hard_playlists"], owner, stored["cold"], owner.size,
                                   settings.seed, config.n_negatives)
-        ok, bad = check_eval_batch_valid(batch, labels["liked_indptr"], labels["liked_playlists"], stored["split"],
+        ok, bad = check_eval_batches_valid(batch, labels["liked_indptr"], labels["liked_playlists"], stored["split"],
                                          which, owner, owner.size)
         problems += bad
         rows[name] = int(batch.users.size)
@@ -264,3 +254,27 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
         },
         check_results=[_check("eval_batches_valid", "eval_batches", problems == 0, f"{problems} invalid rows")],
     )
+
+
+def save_interactions(artifacts: ArtifactStore, matrix: sp.csr_matrix) -> Path:
+    """Write the training interactions CSR (``indptr``, ``indices``, ``shape``) atomically."""
+    return artifacts.save_arrays(*INTERACTIONS, indptr=matrix.indptr.astype(np.int64),
+                                 indices=matrix.indices.astype(np.int32), shape=np.asarray(matrix.shape, np.int64))
+
+
+def load_interactions(artifacts: ArtifactStore) -> sp.csr_matrix:
+    """The training interactions as a binary float32 CSR (n_users, n_playlists)."""
+    arrays = artifacts.load_arrays(*INTERACTIONS)
+    return sp.csr_matrix((np.ones(arrays["indices"].size, np.float32), arrays["indices"], arrays["indptr"]),
+                         shape=tuple(int(x) for x in arrays["shape"]))
+
+
+def held_out_tasks(artifacts: ArtifactStore, interactions: sp.csr_matrix | None = None,
+                   min_positives: int = 5) -> tuple[RankingTask, RankingTask]:
+    """The validation and test full-ranking tasks (:func:`spotify_assets.evaluate.ranking_tasks`)
+    from the stored labels, splits and training interactions."""
+    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists"))
+    stored = artifacts.load_arrays(*SPLITS)
+    matrix = load_interactions(artifacts) if interactions is None else interactions
+    return ranking_tasks(matrix, labels["liked_indptr"], labels["liked_playlists"], stored["split"], stored["cold"],
+                         min_positives)

@@ -1,22 +1,42 @@
-"""Models: Lightning BPR, exact user-KNN, popularity and ALS baselines."""
+"""Models: Lightning BPR, exact user-KNN, popularity, ALS and the song-aware ranker.
+
+Every model learns from the same input, ``training_interactions`` (train likes, feedback
+likes, owned playlists), plus the song matrices; choices (sweeps, early stopping) read the
+validation full ranking and never the test answers. Users without any interaction get
+vectors folded in from their song neighbours. Each model writes a small summary
+(``train/<model>.json``: train seconds, validation metrics, whether it is leak-free) that the
+leaderboard reads.
+"""
 
 import json
+import shutil
 import time
 from dataclasses import asdict, replace
 
 import dagster as dg
-from pydantic import Field, field_validator
-import pyarrow as pa
 import numpy as np
-import scipy.sparse as sp
+import pyarrow as pa
+import torch
+from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
-from spotify_assets.metrics import sampled_metrics
-from spotify_assets.models.baselines import factor_candidate_scores, popularity_scores, train_als
-from spotify_assets.models.bpr import COMPILE_MODES, BPRConfig, train_bpr
-from spotify_assets.models.knn import top_k_neighbors
+from spotify_assets.defs.split.assets import LABELS, OWNERSHIP, SPLITS, held_out_tasks, load_interactions
+from spotify_assets.evaluate import RankingTask, evaluate_full, factor_scorer
 from spotify_assets.matrices import load_csr
+from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
+from spotify_assets.models.baselines import als_sweep, popularity_scores
+from spotify_assets.models.bpr import (
+    BPR_NEGATIVES,
+    COMPILE_MODES,
+    BPRConfig,
+    BPRResult,
+    read_checkpoint,
+    save_checkpoint,
+    train_bpr,
+)
+from spotify_assets.models.knn import Neighbors, fold_in, top_k_neighbors
+from spotify_assets.models.song_ranker import SongRankerConfig, train_song_ranker
+from spotify_assets.models.song_scoring import FEATURES, SongSignals
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
     DUCKDB_POOL,
@@ -26,58 +46,86 @@ from spotify_assets.resources import (
     PipelineSettings,
 )
 from spotify_assets.serving.feedback import load_feedback_positives
-from spotify_assets.splits import TRAIN
+from spotify_assets.splits import feedback_triplets, sample_triplets
 
 TRAIN_GROUP = "train"
 BPR_CHECKPOINT = ("train", "bpr.pt")
 NEIGHBORS = ("train", "user_neighbors.npz")
 POPULARITY = ("train", "popularity.npz")
 ALS = ("train", "als.npz")
+SONG_RANKER = ("train", "song_ranker.npz")
 SWEEP_BEST = ("train", "bpr_sweep_best.json")
+#: the models whose summaries the leaderboard reads (``train/<model>.json``)
+TRAINED_MODELS = ("popularity", "als", "knn", "bpr", "song_ranker")
 
 
-def train_positive_matrix(artifacts: ArtifactStore, with_owned: bool = False, with_feedback: bool = True
-                          ) -> sp.csr_matrix:
-    """(n_users, n_playlists) binary CSR of train positives: liked pairs in the train split plus
-    the service's feedback likes (``feedback_positives``, held-out answers already removed), and
-    owned playlists if asked."""
-    labels = artifacts.load_arrays("label", "labels.npz")
-    split = artifacts.load_arrays("split", "user_splits.npz")["split"]
-    n_users = labels["n_scored"].size
-    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
-    users = np.repeat(np.arange(n_users), np.diff(labels["liked_indptr"]))
-    train = split == TRAIN
-    rows, cols = users[train], labels["liked_playlists"][train].astype(np.int64)
-    if with_owned:
-        owner = artifacts.load_arrays("split", "ownership.npz")["owner"]
-        owned = np.flatnonzero(owner >= 0)
-        rows, cols = np.concatenate([rows, owner[owned]]), np.concatenate([cols, owned])
-    feedback = load_feedback_positives(artifacts) if with_feedback else None
-    if feedback is not None and feedback["users"].size:
-        if feedback["users"].max() >= n_users or feedback["playlists"].max() >= n_playlists:
-            raise ValueError("feedback_positives indexes users/playlists beyond the current dictionaries: "
-                             "it is older than the labels; materialize feedback_positives again")
-        rows = np.concatenate([rows, feedback["users"]])
-        cols = np.concatenate([cols, feedback["playlists"]])
-    matrix = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_playlists))
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+def summary_parts(model: str) -> tuple[str, str]:
+    return ("train", f"{model}.json")
 
 
-def val_batch(artifacts: ArtifactStore, split: str = "val") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    batches = artifacts.load_arrays("split", "eval_batches.npz")
-    return batches[f"{split}_users"], batches[f"{split}_positives"], batches[f"{split}_negatives"]
+def write_summary(artifacts: ArtifactStore, model: str, train_seconds: float, leak_free: bool = True,
+                  **extra: object) -> None:
+    """``train/<model>.json``: what the leaderboard shows beside the model's metrics."""
+    with artifacts.atomic_path(*summary_parts(model)) as tmp:
+        tmp.write_text(json.dumps({"model": model, "train_seconds": round(float(train_seconds), 3),
+                                   "leak_free": bool(leak_free), **extra}, indent=2, default=float))
 
 
-class _BPRTrainerConfig(dg.Config):
+def read_summary(artifacts: ArtifactStore, model: str) -> dict:
+    """The summary :func:`write_summary` wrote ({} when the model never wrote one)."""
+    if not artifacts.exists(*summary_parts(model)):
+        return {}
+    return json.loads(artifacts.path(*summary_parts(model)).read_text())
+
+
+def load_neighbors(artifacts: ArtifactStore) -> Neighbors:
+    stored = artifacts.load_arrays(*NEIGHBORS)
+    return Neighbors(stored["neighbors"], stored["similarities"])
+
+
+class ValidationConfig(dg.Config):
+    validation_users: int = Field(default=2000, ge=0)
+    """Validation users (seeded sample) whose full ranking drives selection and early stopping; 0 = all."""
+
+
+def _validation(artifacts: ArtifactStore, config: ValidationConfig, settings: PipelineSettings,
+                interactions=None) -> RankingTask:
+    val, _ = held_out_tasks(artifacts, interactions)
+    return val.subset(config.validation_users, settings.seed)
+
+
+def _rounded(metrics: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------------------
+# BPR
+# --------------------------------------------------------------------------------------
+
+
+class _BPRTrainerConfig(ValidationConfig):
     """What bpr_model and bpr_sweep both pass to the trainer."""
 
     accelerator: str = "auto"
     """'auto' picks the GPU when one exists."""
     compile: str = "auto"
-    """'auto' | 'on' | 'off': compile the CPU SGD update with torch.compile (1.7-2x faster,
-    ~20 s to compile); 'auto' compiles when epochs x triplets >= 50M."""
+    """'auto' | 'on' | 'off': compile the CPU SGD update with torch.compile (~20 s to compile);
+    'auto' compiles when epochs x triplets >= 50M."""
+    negatives: str = "hard"
+    """'hard' (mined from the model's own ranking), 'uniform', 'popularity' (re-drawn every epoch
+    from the training interactions only) or 'seed_leaky' (the original system's fixed triplets,
+    which read held-out labels: reproduction only, marked leaky on the leaderboard)."""
+    negatives_per_positive: int = Field(default=2, ge=1)
+    """Triplets per training interaction per epoch."""
+    hard_candidates: int = Field(default=16, ge=1)
+    """Uniform candidates per triplet that 'hard' mining picks the best of."""
+    batch_size: int = Field(default=2048, ge=1)
+    """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
+    max_epochs: int = Field(default=150, ge=1)
+    patience: int = Field(default=3, ge=1)
+    """Validations without a better validation Recall@10 before early stopping."""
+    val_every: int = Field(default=10, ge=1)
+    """Epochs between validations."""
 
     @field_validator("compile")
     @classmethod
@@ -86,21 +134,31 @@ class _BPRTrainerConfig(dg.Config):
             raise ValueError(f"compile must be one of {COMPILE_MODES}")
         return value
 
+    @field_validator("negatives")
+    @classmethod
+    def _known_negatives(cls, value: str) -> str:
+        if value not in BPR_NEGATIVES:
+            raise ValueError(f"negatives must be one of {BPR_NEGATIVES}")
+        return value
+
+    def bpr_config(self, seed: int, **values) -> BPRConfig:
+        return BPRConfig(batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
+                         seed=seed, compile=self.compile, negatives=self.negatives,
+                         negatives_per_positive=self.negatives_per_positive, hard_candidates=self.hard_candidates,
+                         val_every=self.val_every, **values)
+
 
 class BPRTrainingConfig(_BPRTrainerConfig):
     use_sweep: bool = True
-    """Take dim, lr and reg from the best bpr_sweep trial (by val MRR); False uses the values below."""
-    dim: int = Field(default=64, ge=1)
+    """Take the best bpr_sweep trial (by validation Recall@10) as the model; False trains with the values below."""
+    dim: int = Field(default=128, ge=1)
     """Embedding size."""
     lr: float = Field(default=0.05, gt=0)
     """Learning rate (SGD step size, or Adam's for sparse_adam)."""
-    reg: float = Field(default=1e-4, ge=0)
+    reg: float = Field(default=3e-3, ge=0)
     """L2 regularization on the embedding rows in a batch."""
-    batch_size: int = Field(default=2048, ge=1)
-    """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
-    max_epochs: int = Field(default=40, ge=1)
-    patience: int = Field(default=4, ge=1)
-    """Epochs without a better val MRR before early stopping."""
+    init_std: float = Field(default=0.01, gt=0)
+    """Standard deviation of the initial embeddings."""
     optimizer: str = "sgd"
     """'sgd' (fused closed-form update) or 'sparse_adam'."""
 
@@ -112,129 +170,190 @@ class BPRTrainingConfig(_BPRTrainerConfig):
         return value
 
 
-def _bpr_inputs(artifacts: ArtifactStore) -> tuple[np.ndarray, int, int]:
-    triplets = artifacts.load_arrays("split", "bpr_triplets.npz")["triplets"]
-    n_users = artifacts.load_arrays("label", "labels.npz")["n_scored"].size
-    n_playlists = artifacts.load_arrays("prepare", "song_counts.npz")["p"].size
-    return triplets, n_users, n_playlists
+class BPRSweepConfig(_BPRTrainerConfig):
+    dims: list[int] = Field(default=[128], min_length=1)
+    lrs: list[float] = Field(default=[0.05, 0.1], min_length=1)
+    regs: list[float] = Field(default=[3e-3], min_length=1)
+    init_stds: list[float] = Field(default=[0.01], min_length=1)
+    """Initial scales tried (small starts converge in fewer epochs here)."""
+
+
+def _seed_triplets(artifacts: ArtifactStore, n_playlists: int, seed: int) -> np.ndarray:
+    """The original system's triplets (2 negatives from the label score's hard pool + 2 uniform
+    over playlists not liked in ANY split, per train positive, plus feedback triplets): they
+    read held-out labels, which is why ``negatives='seed_leaky'`` is marked leaky."""
+    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists"))
+    split = artifacts.load_arrays(*SPLITS)["split"]
+    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    sample = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
+                             labels["hard_playlists"], owner, n_playlists, seed)
+    feedback = load_feedback_positives(artifacts)
+    parts = [sample.triplets]
+    if feedback is not None:
+        parts.append(feedback_triplets(feedback["users"], feedback["playlists"], feedback["negative_indptr"],
+                                       feedback["negatives"], 4))
+    return np.concatenate(parts)
+
+
+def _train(artifacts: ArtifactStore, interactions, config: BPRConfig, path, validation: RankingTask,
+           accelerator: str) -> BPRResult:
+    triplets = _seed_triplets(artifacts, interactions.shape[1], config.seed) if not config.leak_free else None
+    return train_bpr(interactions, config, path, validation=validation, accelerator=accelerator, triplets=triplets)
 
 
 def _history_table(history: list[dict]) -> str:
-    return markdown_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in history])
+    return markdown_table([_rounded(row) for row in history])
 
 
-class BPRSweepConfig(_BPRTrainerConfig):
-    dims: list[int] = Field(default=[32, 64], min_length=1)
-    lrs: list[float] = Field(default=[0.05, 0.1], min_length=1)
-    regs: list[float] = Field(default=[1e-4], min_length=1)
-    max_epochs: int = Field(default=15, ge=1)
-    """Epochs per trial (early stopping still applies)."""
-    batch_size: int = 2048
-    """Triplets per SGD update; 2048 keeps the working set in cache on CPU (use 32k-64k on a GPU)."""
-
-
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"}, deps=["bpr_triplets", "eval_batches"],
-          op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"},
+          deps=["training_interactions", "user_splits"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifacts: ArtifactStore,
               warehouse: DuckDBWarehouse, tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
-    """A grid over dim x lr x reg: every trial trained on the same triplets, scored by val
-    MRR, recorded in the warehouse (``bpr_sweep_trials``) and in wandb; the best feeds bpr_model."""
-    triplets, n_users, n_playlists = _bpr_inputs(artifacts)
+    """A grid over dim x lr x reg x initial scale: every trial trains on the same interactions
+    with per-epoch negatives, early-stops on validation Recall@10, and is recorded in the
+    warehouse (``bpr_sweep_trials``) and in wandb; the best trial is the BPR model."""
+    interactions = load_interactions(artifacts)
+    validation = _validation(artifacts, config, settings, interactions)
+    full_validation, _ = held_out_tasks(artifacts, interactions)
     trials = []
-    for dim in config.dims:
-        for lr in config.lrs:
-            for reg in config.regs:
-                trial_config = BPRConfig(dim=dim, lr=lr, reg=reg, batch_size=config.batch_size,
-                                         max_epochs=config.max_epochs, seed=settings.seed, compile=config.compile)
-                name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}"
-                with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
-                    result = train_bpr(triplets, n_users, n_playlists, trial_config,
-                                       artifacts.path("train", "sweep", f"{name}.pt"), val_batch=val_batch(artifacts),
-                                       accelerator=config.accelerator)
-                    artifacts.publish("train", "sweep", f"{name}.pt")
-                    for row in result.history:
-                        run.log(row)
-                    run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
-                    location = run.location
-                trials.append({"trial": len(trials), "dim": dim, "lr": lr, "reg": reg,
-                               "val_mrr": float(result.best_val_mrr), "epochs": result.epochs_run,
-                               "triplets_per_second": round(result.triplets_per_second), "wandb": location})
-                context.log.info(f"trial {name}: val MRR {result.best_val_mrr:.4f} in {result.epochs_run} epochs")
-    scored = [t for t in trials if np.isfinite(t["val_mrr"])]
-    best = max(scored, key=lambda t: t["val_mrr"]) if scored else trials[0]
+    grid = [(d, lr, reg, init) for d in config.dims for lr in config.lrs for reg in config.regs for init in config.init_stds]
+    for number, (dim, lr, reg, init_std) in enumerate(grid):
+        trial_config = config.bpr_config(settings.seed, dim=dim, lr=lr, reg=reg, init_std=init_std)
+        name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}-init{init_std}"
+        parts = ("train", "sweep", f"{name}.pt")
+        with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
+            result = _train(artifacts, interactions, trial_config, artifacts.path(*parts), validation, config.accelerator)
+            artifacts.publish(*parts)
+            for row in result.history:
+                run.log(row)
+            run.summary(best_val_recall=result.best_val_recall, triplets_per_second=result.triplets_per_second)
+            location = run.location
+        # the same metric on every validation user: shows the sampled users choose like all of them
+        net = read_checkpoint(artifacts.path(*parts)).net
+        everyone = evaluate_full(factor_scorer("bpr", net.user_embeddings(), net.playlist_embeddings(),
+                                               net.playlist_bias()), full_validation)["all"]
+        trials.append({"trial": number, "dim": dim, "lr": lr, "reg": reg, "init_std": init_std,
+                       "negatives": trial_config.negatives, "val_recall@10": float(result.best_val_recall),
+                       "val_recall@10_all_users": everyone["recall@10"], "val_ndcg@10_all_users": everyone["ndcg@10"],
+                       "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                       "train_seconds": round(result.train_seconds, 2),
+                       "triplets_per_second": round(result.triplets_per_second), "wandb": location,
+                       "checkpoint": parts[-1]})
+        context.log.info(f"trial {name}: val Recall@10 {result.best_val_recall:.4f} (all val users "
+                         f"{everyone['recall@10']:.4f}) at epoch {result.best_epoch}, {result.train_seconds:.1f}s")
+    scored = [t for t in trials if np.isfinite(t["val_recall@10"])]
+    best = max(scored, key=lambda t: t["val_recall@10"]) if scored else trials[0]
+    best_all = max(trials, key=lambda t: t["val_recall@10_all_users"])
+    keys = ("dim", "lr", "reg", "init_std", "negatives", "val_recall@10", "best_epoch", "train_seconds", "checkpoint")
     with artifacts.atomic_path(*SWEEP_BEST) as tmp:
-        tmp.write_text(json.dumps({k: best[k] for k in ("dim", "lr", "reg", "val_mrr")}))
+        tmp.write_text(json.dumps({k: best[k] for k in keys}))
     with warehouse.connect() as con:
         replace_tables(con, {"bpr_sweep_trials": pa.Table.from_pylist(trials)})
         meta = table_metadata(con, "bpr_sweep_trials")
     return dg.MaterializeResult(metadata={
         **meta,
-        "trials": dg.MetadataValue.md(markdown_table(trials)),
-        "best": dg.MetadataValue.json({k: best[k] for k in ("dim", "lr", "reg", "val_mrr")}),
+        "trials": dg.MetadataValue.md(markdown_table([_rounded({k: v for k, v in t.items() if k != "checkpoint"})
+                                                      for t in trials])),
+        "best": dg.MetadataValue.json(_rounded({k: best[k] for k in keys if k != "checkpoint"})),
+        "validation_users": int(validation.users.size),
+        "sampled_users_pick_the_same_trial": best["trial"] == best_all["trial"],
     })
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch"}, deps=["bpr_triplets", "eval_batches", "bpr_sweep"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch"},
+          deps=["training_interactions", "user_splits", "bpr_sweep", "user_neighbors"])
 def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, artifacts: ArtifactStore,
               tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
-    """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning from the
-    in-memory triplet tensor, early-stopped on validation MRR; checkpoint written atomically."""
-    if config.optimizer not in ("sgd", "sparse_adam"):
-        raise dg.Failure(f"optimizer must be 'sgd' or 'sparse_adam', got {config.optimizer!r}")
-    triplets, n_users, n_playlists = _bpr_inputs(artifacts)
-    bpr_config = BPRConfig(dim=config.dim, lr=config.lr, reg=config.reg, batch_size=config.batch_size,
-                           max_epochs=config.max_epochs, optimizer=config.optimizer, seed=settings.seed,
-                           patience=config.patience, compile=config.compile)
-    source = "run config"
-    best_path = artifacts.path(*SWEEP_BEST)
-    if config.use_sweep and best_path.exists():
-        best = json.loads(best_path.read_text())
-        bpr_config = replace(bpr_config, dim=int(best["dim"]), lr=float(best["lr"]), reg=float(best["reg"]))
-        source = f"bpr_sweep best (val MRR {best['val_mrr']:.4f})"
-    with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
-        result = train_bpr(triplets, n_users, n_playlists, bpr_config, artifacts.path(*BPR_CHECKPOINT),
-                           val_batch=val_batch(artifacts), accelerator=config.accelerator)
-        artifacts.publish(*BPR_CHECKPOINT)
-        for row in result.history:
-            run.log(row)
-        run.summary(best_val_mrr=result.best_val_mrr, triplets_per_second=result.triplets_per_second)
-        location = run.location
-    context.log.info(f"BPR: {result.epochs_run} epochs, best val MRR {result.best_val_mrr:.4f}, "
-                     f"{result.triplets_per_second:,.0f} triplets/s on {result.device}")
-    return dg.MaterializeResult(metadata={
-        "checkpoint": dg.MetadataValue.path(result.checkpoint),
-        "epochs_run": result.epochs_run,
-        "best_val_mrr": round(result.best_val_mrr, 5) if np.isfinite(result.best_val_mrr) else "no validation rows",
-        "triplets": int(triplets.shape[0]),
-        "triplets_per_second": round(result.triplets_per_second),
-        "train_seconds": round(result.train_seconds, 2),
-        "device": result.device,
-        "compiled_update": result.compiled_update,
-        "compile_seconds": round(result.compile_seconds, 2),
+    """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning on the
+    training interactions, negatives re-drawn every epoch, early-stopped on validation
+    Recall@10. With ``use_sweep`` the sweep's best trial is the model (same data, seed and
+    settings: training it again would give the same weights). Users without interactions get
+    vectors folded in from their song neighbours. Checkpoint written atomically."""
+    interactions = load_interactions(artifacts)
+    started = time.perf_counter()
+    if config.use_sweep and artifacts.exists(*SWEEP_BEST):
+        best = json.loads(artifacts.path(*SWEEP_BEST).read_text())
+        bpr_config = replace(config.bpr_config(settings.seed, dim=int(best["dim"]), lr=float(best["lr"]),
+                                               reg=float(best["reg"]), init_std=float(best["init_std"])),
+                             negatives=best["negatives"])
+        with artifacts.atomic_path(*BPR_CHECKPOINT) as tmp:
+            shutil.copyfile(artifacts.path("train", "sweep", best["checkpoint"]), tmp)
+        source = f"bpr_sweep best trial (val Recall@10 {best['val_recall@10']:.4f})"
+        history, device, epochs, triplets_per_second = [], "from the sweep", int(best["best_epoch"]), None
+        train_seconds, leak_free = float(best["train_seconds"]), bpr_config.leak_free
+        location = None
+    else:
+        bpr_config = config.bpr_config(settings.seed, dim=config.dim, lr=config.lr, reg=config.reg,
+                                       init_std=config.init_std, optimizer=config.optimizer)
+        validation = _validation(artifacts, config, settings, interactions)
+        with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
+            result = _train(artifacts, interactions, bpr_config, artifacts.path(*BPR_CHECKPOINT), validation,
+                            config.accelerator)
+            for row in result.history:
+                run.log(row)
+            run.summary(best_val_recall=result.best_val_recall, triplets_per_second=result.triplets_per_second)
+            location = run.location
+        source, history, device, epochs = "run config", result.history, result.device, result.best_epoch
+        triplets_per_second, train_seconds, leak_free = result.triplets_per_second, result.train_seconds, result.leak_free
+    checkpoint = read_checkpoint(artifacts.path(*BPR_CHECKPOINT))
+    has_history = np.diff(interactions.indptr) > 0
+    folded = fold_in(checkpoint.net.user_embeddings(), has_history, load_neighbors(artifacts))
+    with torch.no_grad():
+        checkpoint.net.users.weight.copy_(torch.from_numpy(folded))
+    save_checkpoint(artifacts.path(*BPR_CHECKPOINT), checkpoint.net,
+                    {**checkpoint.hparams, "folded_in_users": int((~has_history).sum())}, checkpoint.epoch,
+                    checkpoint.val_recall)
+    artifacts.publish(*BPR_CHECKPOINT)
+    write_summary(artifacts, "bpr", train_seconds, leak_free, negatives=bpr_config.negatives,
+                  val_recall=checkpoint.val_recall, config=asdict(bpr_config))
+    context.log.info(f"BPR ({source}): validation Recall@10 {checkpoint.val_recall:.4f} at epoch {checkpoint.epoch}; "
+                     f"{int((~has_history).sum())} users without interactions folded in from song neighbours")
+    metadata = {
+        "checkpoint": dg.MetadataValue.path(str(artifacts.path(*BPR_CHECKPOINT))),
+        "best_epoch": epochs,
+        "best_val_recall@10": round(checkpoint.val_recall, 5) if np.isfinite(checkpoint.val_recall) else "no validation users",
+        "leak_free": leak_free,
+        "negatives": bpr_config.negatives,
+        "interactions": int(interactions.nnz),
+        "train_seconds": round(train_seconds, 2),
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "device": device,
         "hyperparameters_from": source,
         "config": dg.MetadataValue.json(asdict(bpr_config)),
-        "wandb_run": location,
-        "val_history": dg.MetadataValue.md(_history_table(result.history)),
+        "users_folded_in": int((~has_history).sum()),
         "peak_rss_mb": peak_rss_mb(),
-    })
+    }
+    if triplets_per_second is not None:
+        metadata["triplets_per_second"] = round(triplets_per_second)
+        metadata["val_history"] = dg.MetadataValue.md(_history_table(history))
+        metadata["wandb_run"] = location
+    return dg.MaterializeResult(metadata=metadata)
+
+
+# --------------------------------------------------------------------------------------
+# KNN, popularity, ALS
+# --------------------------------------------------------------------------------------
 
 
 class NeighborsConfig(dg.Config):
     k: int = Field(default=100, ge=1)
     """Neighbours kept per user."""
-    block_size: int = Field(default=2048, ge=1)
+    block_size: int = Field(default=512, ge=1)
     """Users per similarity block (memory grows with it)."""
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["user_song_matrix"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"},
+          deps=["user_song_matrix", "training_interactions"])
 def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, artifacts: ArtifactStore
                    ) -> dg.MaterializeResult:
-    """Exact top-k cosine neighbours per user on L2-normalized user-song rows (blocked sparse products)."""
+    """Exact top-k cosine neighbours per user on L2-normalized user-song rows (blocked sparse
+    products). KNN recommends what the neighbours interacted with (training interactions)."""
     started = time.perf_counter()
     user_song = load_csr(artifacts.path("prepare", "user_song.npz"))
     result = top_k_neighbors(user_song, k=config.k, block_size=config.block_size)
     seconds = time.perf_counter() - started
     path = artifacts.save_arrays(*NEIGHBORS, neighbors=result.neighbors, similarities=result.similarities)
+    write_summary(artifacts, "knn", seconds, k=config.k)
     found = (result.neighbors >= 0).sum(axis=1)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
@@ -247,20 +366,24 @@ def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, a
     })
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "feedback_positives"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
+          deps=["training_interactions"])
 def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    """Playlists ranked by how many users like them in train."""
-    scores = popularity_scores(train_positive_matrix(artifacts))
+    """Playlists ranked by how many users interacted with them (the same list for everyone)."""
+    started = time.perf_counter()
+    scores = popularity_scores(load_interactions(artifacts))
     path = artifacts.save_arrays(*POPULARITY, scores=scores)
+    write_summary(artifacts, "popularity", time.perf_counter() - started)
     top = np.argsort(-scores, kind="stable")[:10]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
-        "playlists_with_a_train_like": int((scores > 0).sum()),
-        "top_10": dg.MetadataValue.md(markdown_table([{"playlist_idx": int(j), "train likes": int(scores[j])} for j in top])),
+        "playlists_with_an_interaction": int((scores > 0).sum()),
+        "top_10": dg.MetadataValue.md(markdown_table([{"playlist_idx": int(j), "interactions": int(scores[j])}
+                                                      for j in top])),
     })
 
 
-class ALSConfig(dg.Config):
+class ALSConfig(ValidationConfig):
     factors: list[int] = Field(default=[32, 64], min_length=1)
     """Factor sizes tried."""
     alphas: list[float] = Field(default=[1.0, 10.0], min_length=1)
@@ -269,32 +392,91 @@ class ALSConfig(dg.Config):
     iterations: int = Field(default=15, ge=1)
 
 
-@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_splits", "eval_batches", "feedback_positives"])
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
+          deps=["training_interactions", "user_splits", "user_neighbors"])
 def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: ArtifactStore,
               settings: PipelineSettings) -> dg.MaterializeResult:
-    """ALS (``implicit``, BM25-weighted) with a factors x alpha sweep; the best by val MRR is kept."""
-    positives = train_positive_matrix(artifacts)
-    users, pos, negs = val_batch(artifacts)
-    candidates = np.concatenate([pos[:, None], negs], axis=1)
-    trials, best = [], None
-    for factors in config.factors:
-        for alpha in config.alphas:
-            started = time.perf_counter()
-            result = train_als(positives, factors=factors, alpha=alpha, regularization=config.regularization,
-                               iterations=config.iterations, seed=settings.seed)
-            # chunked: a (B, 51, d) gather of the whole val batch would need ~12 GB at bench scale
-            scores = factor_candidate_scores(result.user_factors, result.item_factors, users, candidates)
-            mrr = sampled_metrics(scores)["mrr"]
-            trials.append({"factors": factors, "alpha": alpha, "val_mrr": round(mrr, 5),
-                           "seconds": round(time.perf_counter() - started, 2)})
-            if best is None or mrr > best[0]:
-                best = (mrr, result)
-    mrr, result = best
-    path = artifacts.save_arrays(*ALS, user_factors=result.user_factors, item_factors=result.item_factors)
+    """ALS (``implicit``, BM25-weighted) on the training interactions with a factors x alpha
+    sweep; the best by validation Recall@10 is kept, users without interactions folded in."""
+    interactions = load_interactions(artifacts)
+    validation = _validation(artifacts, config, settings, interactions)
+    started = time.perf_counter()
+    trials = als_sweep(interactions, lambda r: evaluate_full(factor_scorer("als", r.user_factors, r.item_factors),
+                                                             validation)["all"],
+                       factors=config.factors, alphas=config.alphas, regularization=config.regularization,
+                       iterations=config.iterations, seed=settings.seed)
+    best = max(trials, key=lambda t: (t.val_recall if np.isfinite(t.val_recall) else -1.0))
+    has_history = np.diff(interactions.indptr) > 0
+    users = fold_in(best.result.user_factors, has_history, load_neighbors(artifacts))
+    path = artifacts.save_arrays(*ALS, user_factors=users, item_factors=best.result.item_factors)
+    write_summary(artifacts, "als", time.perf_counter() - started, factors=best.factors, alpha=best.alpha,
+                  val_recall=best.val_recall, trials=len(trials))
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
-        "best_factors": result.factors,
-        "best_alpha": result.alpha,
-        "best_val_mrr": round(mrr, 5),
-        "sweep": dg.MetadataValue.md(markdown_table(trials)),
+        "best_factors": best.factors,
+        "best_alpha": best.alpha,
+        "best_val_recall@10": round(best.val_recall, 5),
+        "validation_users": int(validation.users.size),
+        "users_folded_in": int((~has_history).sum()),
+        "sweep": dg.MetadataValue.md(markdown_table([t.row() for t in trials])),
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+
+
+# --------------------------------------------------------------------------------------
+# the song-aware ranker
+# --------------------------------------------------------------------------------------
+
+
+class SongRankerTrainingConfig(ValidationConfig):
+    hidden: int = Field(default=32, ge=1)
+    """Width of the MLP's two hidden layers."""
+    user_dim: int = Field(default=4, ge=0)
+    """Per-user embedding size learned from the user's interactions (0 = features only)."""
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    negatives_per_positive: int = Field(default=8, ge=1)
+    """Candidate negatives per positive per epoch."""
+    users_per_batch: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=12, ge=1)
+    patience: int = Field(default=3, ge=1)
+    accelerator: str = "auto"
+    """'auto' picks the GPU when one exists."""
+
+
+@dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "scipy"},
+          deps=["training_interactions", "user_splits", "user_neighbors", "user_song_matrix", "playlist_song_matrix"])
+def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingConfig, artifacts: ArtifactStore,
+                settings: PipelineSettings) -> dg.MaterializeResult:
+    """Song-aware two-stage model: candidates are the playlists sharing a song with the user,
+    ranked by a Lightning-trained MLP over pair features (shared songs, sizes, popularity, KNN
+    score) and a small per-user embedding; serves users without any interaction from their
+    songs. Early-stopped on validation Recall@10; weights stored as numpy arrays."""
+    interactions = load_interactions(artifacts)
+    validation = _validation(artifacts, config, settings, interactions)
+    signals = SongSignals.build(load_csr(artifacts.path("prepare", "user_song.npz")),
+                                load_csr(artifacts.path("prepare", "playlist_song.npz")), interactions,
+                                load_neighbors(artifacts))
+    ranker_config = SongRankerConfig(hidden=config.hidden, user_dim=config.user_dim, lr=config.lr,
+                                     weight_decay=config.weight_decay,
+                                     negatives_per_positive=config.negatives_per_positive,
+                                     users_per_batch=config.users_per_batch, max_epochs=config.max_epochs,
+                                     patience=config.patience, seed=settings.seed)
+    result = train_song_ranker(signals, ranker_config, validation, accelerator=config.accelerator)
+    path = artifacts.save_arrays(*SONG_RANKER, **result.weights)
+    write_summary(artifacts, "song_ranker", result.train_seconds, val_recall=result.best_val_recall,
+                  config=asdict(ranker_config))
+    context.log.info(f"song ranker: validation Recall@10 {result.best_val_recall:.4f} at epoch {result.best_epoch} "
+                     f"in {result.train_seconds:.1f}s on {result.device}")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "features": dg.MetadataValue.md(markdown_table([{"feature": f} for f in FEATURES])),
+        "best_epoch": result.best_epoch,
+        "best_val_recall@10": round(result.best_val_recall, 5) if np.isfinite(result.best_val_recall) else "no validation users",
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.train_seconds, 2),
+        "device": result.device,
+        "config": dg.MetadataValue.json(asdict(ranker_config)),
+        "val_history": dg.MetadataValue.md(_history_table(result.history)),
+        "peak_rss_mb": peak_rss_mb(),
     })
