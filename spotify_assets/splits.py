@@ -346,10 +346,6 @@ class Ownership:
     def gini(self) -> float:
         return ownership_gini(self.owned_counts)
 
-    @property
-    def used_sequential_greedy(self) -> bool:  # kept for older callers: never sequential now
-        return False
-
 
 def ownership_gini(owned_counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts (0 = equal, -> 1 = concentrated)."""
@@ -358,7 +354,6 @@ def ownership_gini(owned_counts: np.ndarray) -> float:
         return 0.0
     n = x.size
     return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
-
 
 
 def _held_out_mask(cand_users: np.ndarray, cand_playlists: np.ndarray, liked_indptr: np.ndarray,
@@ -434,7 +429,6 @@ def assign_ownership(
     liked_playlists: np.ndarray,
     split: np.ndarray,
     cap: int = 100,
-    *legacy,
 ) -> Ownership:
     """Greedy playlist ownership (DESIGN §3) on the labeler's ownership candidates.
 
@@ -450,12 +444,9 @@ def assign_ownership(
     playlist gets at most one owner. Computed exactly by vectorized deferred acceptance
     (see :func:`_greedy_by_proposals`); equals :func:`ownership_reference` on the same
     candidates, and the greedy over all scored pairs whenever ``exhausted == 0``.
-
-    Older callers passed ``(users, playlists, scores, split, s, n_playlists, cap)`` of the
-    liked pairs; that form still works and uses the train positives as candidates.
     """
     if not isinstance(candidates, OwnershipCandidates):
-        return _assign_from_positives(candidates, liked_indptr, liked_playlists, split, cap, *legacy)
+        raise TypeError(f"candidates must be the labeler's OwnershipCandidates, got {type(candidates).__name__}")
     if cap < 0:
         raise ValueError("cap must be >= 0")
     liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
@@ -472,21 +463,6 @@ def assign_ownership(
     exhausted = int(((owner < 0) & candidates.full).sum()) if cap > 0 else 0
     counts = np.bincount(owner[owner >= 0], minlength=n_users).astype(np.int32)
     return Ownership(owner=owner, owned_counts=counts, exhausted=exhausted, rounds=rounds)
-
-
-def _assign_from_positives(users, playlists, scores, split, s, n_playlists, cap=100) -> Ownership:
-    """The older form: candidates are the train positives (complete lists)."""
-    users = np.asarray(users, dtype=np.int64)
-    playlists = np.asarray(playlists, dtype=np.int64)
-    s = np.asarray(s, dtype=np.float64)
-    train = np.asarray(split) == TRAIN
-    u, j = users[train], playlists[train]
-    priority = np.asarray(scores, dtype=np.float64)[train] / np.sqrt(s[u])
-    order = np.lexsort((u, -priority, j))
-    indptr = _indptr(np.bincount(j, minlength=n_playlists))
-    owner, rounds = _greedy_by_proposals(indptr, u[order], priority[order], np.ones(order.size, bool), s.size, cap)
-    counts = np.bincount(owner[owner >= 0], minlength=s.size).astype(np.int32)
-    return Ownership(owner=owner, owned_counts=counts, exhausted=0, rounds=rounds)
 
 
 def ownership_reference(

@@ -149,17 +149,10 @@ def test_ownership_never_takes_a_held_out_positive_and_the_check_catches_it(prep
     assert not verdict.passed and verdict.details["owned_held_out_positives"] >= 1
 
 
-def test_ownership_older_call_form_uses_train_positives(prepared, labelled) -> None:
+def test_ownership_needs_the_labelers_candidates(prepared) -> None:
     labels, splits, _ = prepared
-    user_song = labelled[1]
-    s = np.asarray(user_song.sum(axis=1)).ravel()
-    users = labels.liked_users()
-    result = assign_ownership(users, labels.liked_playlists, labels.liked_scores, splits.split, s, N_PLAYLISTS, 3)
-    train = splits.split == TRAIN
-    reference = ownership_reference(users[train], labels.liked_playlists[train],
-                                    labels.liked_scores[train] / np.sqrt(s[users[train]]), labels.liked_indptr,
-                                    labels.liked_playlists, splits.split, N_PLAYLISTS, cap=3)
-    np.testing.assert_array_equal(result.owner, reference)
+    with pytest.raises(TypeError, match="OwnershipCandidates"):
+        assign_ownership(labels.liked_users(), labels.liked_playlists, labels.liked_scores, splits.split)
 
 
 def test_gini_known_values() -> None:
