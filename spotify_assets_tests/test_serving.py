@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from spotify_assets.serving.feedback import FeedbackLog, FeedbackRows, training_pairs
+from spotify_assets.feedback import FeedbackLog, FeedbackRows, training_pairs
 from spotify_assets.serving.index import (
     augment_for_bias,
     build_annoy,

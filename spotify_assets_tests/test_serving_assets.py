@@ -26,7 +26,7 @@ from spotify_assets.defs.split.assets import bpr_triplets
 from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, user_neighbors
 from spotify_assets.resources import FeedbackStore
 from spotify_assets.serving import recommend
-from spotify_assets.serving.feedback import FeedbackLog
+from spotify_assets.feedback import FeedbackLog
 from spotify_assets.serving.loadtest import run_load
 from spotify_assets_tests.servers import _start, _stop, free_port, wait_http
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from spotify_assets.serving.api import MAX_BODY_BYTES, create_app
-    from spotify_assets.serving.feedback import default_feedback_path
+    from spotify_assets.feedback import default_feedback_path
 
     feedback = args.feedback_db or default_feedback_path(data_dir)
     try:

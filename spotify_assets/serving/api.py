@@ -15,7 +15,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from spotify_assets.serving.feedback import FeedbackLog
+from spotify_assets.feedback import FeedbackLog
 from spotify_assets.serving.recommender import PLAYLIST_INDEX, Recommender, StaleIndexError, index_info_path
 
 MAX_BODY_BYTES = 64 * 1024
