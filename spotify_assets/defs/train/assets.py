@@ -25,7 +25,7 @@ from spotify_assets.resources import (
     ExperimentTracker,
     PipelineSettings,
 )
-from spotify_assets.serving.feedback import load_feedback_positives
+from spotify_assets.feedback import load_feedback_positives
 from spotify_assets.splits import TRAIN
 
 TRAIN_GROUP = "train"
