@@ -291,7 +291,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
 
 class FeedbackStore(dg.ConfigurableResource):
-    """The service's feedback log (SQLite, see ``serving/feedback.py`` for why not DuckDB).
+    """The service's feedback log (SQLite, see ``feedback/log.py`` for why not DuckDB).
 
     The pipeline only reads it: ``feedback_positives`` turns rows into training positives and
     ``feedback_retrain_sensor`` counts new rows against ``retrain_threshold``.
@@ -302,7 +302,7 @@ class FeedbackStore(dg.ConfigurableResource):
                                    description="New feedback rows that trigger a retrain run.")
 
     def log(self):
-        from spotify_assets.serving.feedback import FeedbackLog
+        from spotify_assets.feedback import FeedbackLog
 
         return FeedbackLog(self.path)
 
