@@ -25,7 +25,7 @@ from spotify_assets.resources import (
     default_data_dir,
 )
 from spotify_assets.defs.jobs import pipeline_executor
-from spotify_assets.serving.feedback import default_feedback_path
+from spotify_assets.feedback import default_feedback_path
 
 
 def _entp_default(raw: Path) -> str:
