@@ -28,9 +28,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_at REAL NOT NULL,
     user_id TEXT NOT NULL,
     liked_pid INTEGER NOT NULL,
-    shown_pids TEXT NOT NULL  -- JSON array of ints, the list the user was shown
+    shown_pids TEXT NOT NULL,  -- JSON array of ints, the list the user was shown
+    known_user INTEGER  -- 1/0: the serving model knew the user; NULL: stored before this column existed
 )
 """
+# Logs created before known_user existed gain it on the next write; their rows keep NULL.
+KNOWN_USER_COLUMN = "ALTER TABLE feedback ADD COLUMN known_user INTEGER"
 
 
 def default_feedback_path(data_dir: Path) -> Path:
@@ -69,34 +72,54 @@ class FeedbackLog:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")
             con.execute(SCHEMA)
+            if "known_user" not in _columns(con):
+                try:
+                    con.execute(KNOWN_USER_COLUMN)
+                except sqlite3.OperationalError as exc:  # another writer added it first
+                    if "duplicate column" not in str(exc):
+                        raise
         try:
             yield con
         finally:
             con.close()
 
-    def add(self, user_id: str, liked_pid: int, shown_pids: list[int]) -> int:
-        """Store one feedback row in its own transaction; returns its ``feedback_id``."""
+    def add(self, user_id: str, liked_pid: int, shown_pids: list[int], *, known_user: bool) -> int:
+        """Store one feedback row in its own transaction; returns its ``feedback_id``.
+
+        ``known_user``: whether the serving model knows ``user_id``. A new user's first likes are
+        legitimate feedback and are kept, but the pipeline cannot train on a user that is not in
+        its user dictionary, so :meth:`stats` can leave them out of the retrain count.
+        """
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 cur = con.execute(
-                    "INSERT INTO feedback (received_at, user_id, liked_pid, shown_pids) VALUES (?, ?, ?, ?)",
-                    (time.time(), str(user_id), int(liked_pid), json.dumps([int(p) for p in shown_pids])))
+                    "INSERT INTO feedback (received_at, user_id, liked_pid, shown_pids, known_user) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (time.time(), str(user_id), int(liked_pid), json.dumps([int(p) for p in shown_pids]),
+                     int(bool(known_user))))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             return int(cur.lastrowid)
 
-    def stats(self, after_id: int = 0) -> tuple[int, int]:
-        """(rows with ``feedback_id > after_id``, the largest ``feedback_id``; 0 when empty)."""
+    def stats(self, after_id: int = 0, known_only: bool = False) -> tuple[int, int]:
+        """(rows with ``feedback_id > after_id``, the largest ``feedback_id``; 0 when empty).
+
+        ``known_only`` counts only rows from users the model knew when they were stored (rows
+        from before the ``known_user`` column count as known, as they did then); the largest id
+        is over every row either way.
+        """
         if not self.path.exists():
             return 0, 0
         with self._connect(read_only=True) as con:
-            if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'feedback'").fetchone()[0] == 0:
+            columns = _columns(con)
+            if not columns:
                 return 0, 0
-            n, top = con.execute("SELECT count(*) FILTER (WHERE feedback_id > ?), coalesce(max(feedback_id), 0) "
-                                 "FROM feedback", (int(after_id),)).fetchone()
+            known = "AND known_user IS NOT 0" if known_only and "known_user" in columns else ""
+            n, top = con.execute(f"SELECT count(*) FILTER (WHERE feedback_id > ? {known}), "
+                                 "coalesce(max(feedback_id), 0) FROM feedback", (int(after_id),)).fetchone()
         return int(n), int(top)
 
     def read(self, up_to_id: int | None = None) -> FeedbackRows:
@@ -104,7 +127,7 @@ class FeedbackLog:
         rows: list[tuple] = []
         if self.path.exists():
             with self._connect(read_only=True) as con:
-                if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'feedback'").fetchone()[0]:
+                if _columns(con):
                     rows = con.execute(
                         "SELECT feedback_id, user_id, liked_pid, shown_pids FROM feedback "
                         "WHERE feedback_id <= ? ORDER BY feedback_id",
@@ -118,3 +141,8 @@ class FeedbackLog:
             shown_indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             shown_pids=np.array([p for s in shown for p in s], np.int64),
         )
+
+
+def _columns(con: sqlite3.Connection) -> set[str]:
+    """Column names of the feedback table (empty when it does not exist yet)."""
+    return {row[1] for row in con.execute("PRAGMA table_info(feedback)").fetchall()}
