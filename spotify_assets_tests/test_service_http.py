@@ -62,7 +62,8 @@ NON_STANDARD = {
     "encoded surrogate bytes": (b'{"user_ids": ["\xed\xa0\x80"]}', b'{"user_id": "\xed\xa0\x80", "liked_playlist": 1, "shown_playlists": [1]}'),
     "invalid UTF-8": (b'{"user_ids": ["\xff\xfe"]}', b'{"user_id": "\xc3", "liked_playlist": 1, "shown_playlists": [1]}'),
     "UTF-16 body": ('{"user_ids": ["a"]}'.encode("utf-16"), '{"user_id": "a"}'.encode("utf-16")),
-    "nested 100,000 deep": (b"[" * 30_000 + b"]" * 30_000, b'{"user_id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"),
+    "repeated key": (b'{"user_ids": ["a"], "k": 1, "k": 100}', b'{"user_id": "a", "user_id": "b", "liked_playlist": 1, "shown_playlists": [1]}'),
+    "nested 30,000 deep": (b"[" * 30_000 + b"]" * 30_000, b'{"user_id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"),
     "integer of 5,000 digits": (b'{"user_ids": ["a"], "k": ' + b"9" * 5000 + b"}",
                                 b'{"user_id": "a", "liked_playlist": ' + b"9" * 5000 + b', "shown_playlists": [1]}'),
 }
