@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.host not in allowed and args.host not in ("127.0.0.1", "::1", "localhost"):
+    if args.host not in (*allowed, *LOOPBACK_HOSTS):
         print(f"note: listening on {args.host}, but only requests with Host {', '.join(allowed)} are answered; "
               "add --allowed-host NAME for each name clients use", file=sys.stderr)
     run_server(app, ServerSettings(
