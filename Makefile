@@ -37,11 +37,11 @@ test: install dagster-home browser validate
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 	$(MAKE) fuzz FUZZ_EXAMPLES=$(CI_FUZZ_EXAMPLES)
 
-## Property-based fuzzing of the loaders and song keys with FUZZ_EXAMPLES examples per target.
+## Property-based fuzzing of the loaders, the song keys and the HTTP endpoints with FUZZ_EXAMPLES examples per target.
 FUZZ_EXAMPLES ?= 2000
 CI_FUZZ_EXAMPLES ?= 300
 fuzz: install
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz -q spotify_assets_tests/test_fuzz.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz -q spotify_assets_tests/test_fuzz.py spotify_assets_tests/test_fuzz_http.py
 
 ## The quick loop: skip tests marked slow.
 test-fast: install dagster-home

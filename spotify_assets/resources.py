@@ -20,19 +20,14 @@ import numpy as np
 from pydantic import Field
 
 from spotify_assets.atomic import fsync_dir, remove_stale_temps
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from spotify_assets.paths import PROJECT_ROOT, default_data_dir  # re-exported: CLIs and tests import them from here
+from spotify_assets.paths import is_url as _is_url
 
 # Ops tagged with this key touch the DuckDB file. DuckDB lets one process write (or
 # several read) a database file at a time, so the jobs' executors cap these ops at one
 # concurrently (see defs/jobs.py); the connect retry below covers other processes.
 DUCKDB_OP_TAGS = {"spotify_assets/duckdb": "warehouse"}
 DUCKDB_POOL = "duckdb_warehouse"
-
-
-def default_data_dir() -> Path:
-    """``$SPOTIFY_ASSETS_DATA_DIR`` or ``<project>/data``."""
-    return Path(os.environ.get("SPOTIFY_ASSETS_DATA_DIR", PROJECT_ROOT / "data")).resolve()
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
@@ -98,13 +93,6 @@ class RawInputs(dg.ConfigurableResource):
                 if candidate.exists():
                     return candidate
         return None
-
-
-def _is_url(root: str) -> bool:
-    """True for an fsspec URL (``s3://bucket/x``, ``memory://x``, ``file:///x``), False for a
-    plain local folder (including Windows drive letters)."""
-    scheme, sep, _ = root.partition("://")
-    return bool(sep) and len(scheme) > 1
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -291,7 +279,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
 
 class FeedbackStore(dg.ConfigurableResource):
-    """The service's feedback log (SQLite, see ``serving/feedback.py`` for why not DuckDB).
+    """The service's feedback log (SQLite, see ``feedback/log.py`` for why not DuckDB).
 
     The pipeline only reads it: ``feedback_positives`` turns rows into training positives and
     ``feedback_retrain_sensor`` counts new rows against ``retrain_threshold``.
@@ -302,7 +290,7 @@ class FeedbackStore(dg.ConfigurableResource):
                                    description="New feedback rows that trigger a retrain run.")
 
     def log(self):
-        from spotify_assets.serving.feedback import FeedbackLog
+        from spotify_assets.feedback import FeedbackLog
 
         return FeedbackLog(self.path)
 

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from spotify_assets.serving.feedback import FeedbackLog, FeedbackRows, training_pairs
+from spotify_assets.feedback import FeedbackLog, FeedbackRows, training_pairs
 from spotify_assets.serving.index import (
     augment_for_bias,
     build_annoy,
@@ -130,10 +130,11 @@ def test_popularity_fallback_skips_excluded() -> None:
 def test_feedback_log_round_trip(tmp_path) -> None:
     log = FeedbackLog(tmp_path / "fb" / "feedback.sqlite")
     assert log.stats() == (0, 0) and log.read().feedback_id.size == 0
-    a = log.add("u1", 10, [10, 11, 12])
-    b = log.add("u2", 20, [21])
+    a = log.add("u1", 10, [10, 11, 12], known_user=True)
+    b = log.add("u2", 20, [21], known_user=False)
     assert (a, b) == (1, 2)
     assert log.stats() == (2, 2) and log.stats(after_id=1) == (1, 2)
+    assert log.stats(known_only=True) == (1, 2) and log.stats(after_id=1, known_only=True) == (0, 2)
     rows = log.read()
     assert rows.user_id == ["u1", "u2"] and rows.liked_pid.tolist() == [10, 20]
     assert rows.shown_indptr.tolist() == [0, 3, 4] and rows.shown_pids.tolist() == [10, 11, 12, 21]
@@ -143,12 +144,12 @@ def test_feedback_log_round_trip(tmp_path) -> None:
 def _append_many(path: str, worker: int, n: int) -> None:
     log = FeedbackLog(path)
     for i in range(n):
-        log.add(f"w{worker}", i, [i, i + 1])
+        log.add(f"w{worker}", i, [i, i + 1], known_user=True)
 
 
 def test_feedback_log_concurrent_writers_lose_nothing(tmp_path) -> None:
     path = str(tmp_path / "feedback.sqlite")
-    FeedbackLog(path).add("seed", 0, [0])
+    FeedbackLog(path).add("seed", 0, [0], known_user=True)
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_append_many, args=(path, w, 40)) for w in range(4)]
     for p in workers:
@@ -184,7 +185,7 @@ def test_duckdb_single_writer_blocks_a_second_process(tmp_path) -> None:
     assert probe.stdout.startswith("LOCKED"), probe.stdout + probe.stderr
     # and SQLite in WAL mode lets a reader in while a writer holds the file open
     log = FeedbackLog(tmp_path / "f.sqlite")
-    log.add("u", 1, [1])
+    log.add("u", 1, [1], known_user=True)
     import sqlite3
 
     writer = sqlite3.connect(tmp_path / "f.sqlite", isolation_level=None)

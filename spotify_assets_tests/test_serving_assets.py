@@ -26,7 +26,7 @@ from spotify_assets.defs.split.assets import training_interactions
 from spotify_assets.defs.train.assets import als_model, bpr_model, popularity_model, song_ranker, user_neighbors
 from spotify_assets.resources import FeedbackStore
 from spotify_assets.serving import recommend
-from spotify_assets.serving.feedback import FeedbackLog
+from spotify_assets.feedback import FeedbackLog
 from spotify_assets.serving.loadtest import run_load
 from spotify_assets_tests.servers import _start, _stop, free_port, wait_http
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
@@ -148,7 +148,10 @@ def test_http_service_recommends_validates_and_keeps_feedback(served, tmp_path: 
         status, body = _post(f"{base}/api/feedback", good)
         assert status == 201 and body["stored"] and body["feedback_id"] == 1
         bad_cases = {
-            "unknown playlist": ({**good, "liked_playlist": 10**9}, 422, "unknown playlist ids"),
+            "unknown playlist": ({**good, "liked_playlist": 10**9, "shown_playlists": [10**9, *pids]}, 422,
+                                 "unknown playlist ids"),
+            "liked but not shown": ({**good, "liked_playlist": pids[0], "shown_playlists": pids[1:]}, 422,
+                                    "liked_playlist must be one of shown_playlists"),
             "unknown shown playlist": ({**good, "shown_playlists": [pids[0], -5]}, 422, "unknown playlist ids"),
             "missing field": ({"user_id": warm_user, "liked_playlist": pids[0]}, 422, "shown_playlists"),
             "wrong type": ({**good, "liked_playlist": "12"}, 422, "liked_playlist"),
@@ -214,20 +217,22 @@ def test_feedback_sensor_fires_past_the_threshold_only(tmp_path: Path) -> None:
             return feedback_retrain_sensor(context)
 
         assert not tick(None).run_requests  # no database yet
-        log.add("u", 1, [1])
-        log.add("u", 2, [2])
+        log.add("u", 1, [1], known_user=True)
+        log.add("u", 2, [2], known_user=True)
+        for i in range(5):  # new users' likes are kept but do not trigger a retrain by themselves
+            log.add(f"newcomer-{i}", 9, [9], known_user=False)
         result = tick(None)
-        assert not result.run_requests and "2 new feedback rows" in result.skip_reason.skip_message
-        log.add("u", 3, [3])
+        assert not result.run_requests and "2 new feedback rows from known users" in result.skip_reason.skip_message
+        log.add("u", 3, [3], known_user=True)
         result = tick(None)
-        assert len(result.run_requests) == 1 and result.cursor == "3"
-        assert result.run_requests[0].run_key == "feedback-up-to-3"
+        assert len(result.run_requests) == 1 and result.cursor == "8"
+        assert result.run_requests[0].run_key == "feedback-up-to-8"
         # the same rows never trigger twice; three more do
         assert not tick(result.cursor).run_requests
         for i in range(3):
-            log.add("v", i, [i])
+            log.add("v", i, [i], known_user=True)
         again = tick(result.cursor)
-        assert len(again.run_requests) == 1 and again.cursor == "6"
+        assert len(again.run_requests) == 1 and again.cursor == "11"
 
 
 def test_feedback_becomes_training_positives(served, tmp_path: Path) -> None:
@@ -246,9 +251,9 @@ def test_feedback_becomes_training_positives(served, tmp_path: Path) -> None:
     held_out = labels["liked_playlists"][labels["liked_indptr"][uid]:labels["liked_indptr"][uid + 1]][
         split[labels["liked_indptr"][uid]:labels["liked_indptr"][uid + 1]] != 0]
     log = FeedbackLog(run_dir / "serving" / "feedback.sqlite")
-    log.add(users[uid], int(pids[free[0]]), [int(pids[j]) for j in free])
+    log.add(users[uid], int(pids[free[0]]), [int(pids[j]) for j in free], known_user=True)
     if held_out.size:  # a held-out answer sent as feedback must not reach training
-        log.add(users[uid], int(pids[held_out[0]]), [int(pids[held_out[0]])])
+        log.add(users[uid], int(pids[held_out[0]]), [int(pids[held_out[0]])], known_user=True)
     before = np.load(run_dir / "artifacts" / "split" / "training_interactions.npz")
     result = run_chain(run_dir, assets=[feedback_positives, training_interactions, popularity_model])
     positives = np.load(run_dir / "artifacts" / "split" / "feedback_positives.npz")

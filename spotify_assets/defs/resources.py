@@ -25,7 +25,8 @@ from spotify_assets.resources import (
     default_data_dir,
 )
 from spotify_assets.defs.jobs import pipeline_executor
-from spotify_assets.serving.feedback import default_feedback_path
+from spotify_assets.feedback import default_feedback_path
+from spotify_assets.paths import artifacts_root
 
 
 def _entp_default(raw: Path) -> str:
@@ -38,7 +39,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
     """The project's resources rooted at ``data_dir`` (environment overrides apply)."""
     data = Path(data_dir) if data_dir is not None else default_data_dir()
     raw = data / "raw"
-    artifacts = os.environ.get("SPOTIFY_ASSETS_ARTIFACTS", str(data / "artifacts"))
+    artifacts = artifacts_root(data)
     return {
         "warehouse": DuckDBWarehouse(
             database=os.environ.get("SPOTIFY_ASSETS_DUCKDB", str(data / "warehouse" / "spotify.duckdb"))

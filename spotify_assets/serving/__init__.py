@@ -1,8 +1,9 @@
-"""Serving: Annoy indexes, top-k recommendations, the HTTP service and user feedback.
+"""Serving: Annoy indexes, top-k recommendations, the HTTP service.
 
 ``recommend(user_ids, k=5)`` answers from the materialized serving bundle under the artifacts
-folder (``$SPOTIFY_ASSETS_DATA_DIR/artifacts/serve``); it loads the bundle once per process
-and never retrains.
+store (``$SPOTIFY_ASSETS_ARTIFACTS``, default ``$SPOTIFY_ASSETS_DATA_DIR/artifacts``, resolved
+by :mod:`spotify_assets.paths` exactly as the pipeline resolves it); it loads the bundle once
+per process and never retrains. Nothing here imports Dagster.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from spotify_assets.resources import default_data_dir
+from spotify_assets.paths import local_artifacts_dir
 from spotify_assets.serving.recommender import Recommender
 
 __all__ = ["Recommender", "default_artifacts_dir", "recommend"]
 
 
 def default_artifacts_dir() -> Path:
-    return default_data_dir() / "artifacts"
+    """The artifacts store the pipeline writes to, as a local folder."""
+    return local_artifacts_dir()
 
 
 @lru_cache(maxsize=4)

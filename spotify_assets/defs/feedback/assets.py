@@ -9,7 +9,7 @@ from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.split.assets import LABELS, OWNERSHIP, SPLITS
 from spotify_assets.metadata import markdown_table
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore
-from spotify_assets.serving.feedback import FEEDBACK_POSITIVES, training_pairs
+from spotify_assets.feedback import FEEDBACK_POSITIVES, training_pairs
 from spotify_assets.splits import TRAIN
 
 FEEDBACK_GROUP = "feedback"

@@ -18,7 +18,7 @@ from spotify_assets.evaluate import RankingTask, ranking_tasks
 from spotify_assets.labeling import OwnershipCandidates, liked_counts
 from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
-from spotify_assets.serving.feedback import load_feedback_positives
+from spotify_assets.feedback import load_feedback_positives
 from spotify_assets.splits import (
     TEST,
     TRAIN,

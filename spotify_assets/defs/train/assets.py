@@ -45,7 +45,7 @@ from spotify_assets.resources import (
     ExperimentTracker,
     PipelineSettings,
 )
-from spotify_assets.serving.feedback import load_feedback_positives
+from spotify_assets.feedback import load_feedback_positives
 from spotify_assets.splits import feedback_triplets, sample_triplets
 
 TRAIN_GROUP = "train"
