@@ -127,7 +127,7 @@ MATRIX_FILES = {
     specs=[
         dg.AssetSpec("user_dictionary", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["msd_song_keys", "mpd_track_keys", "stg_listens"],
                      description="ENTP user id -> dense uid (row of user_song_matrix); users with no matched song dropped."),
-        dg.AssetSpec("playlist_dictionary", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["mpd_track_keys", "stg_playlist_tracks"],
+        dg.AssetSpec("playlist_dictionary", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"}, deps=["mpd_track_keys", "stg_playlist_tracks", "stg_playlists"],
                      description="MPD pid -> dense playlist index (row of playlist_song_matrix); playlists with no matched song dropped."),
         dg.AssetSpec("user_song_matrix", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["user_dictionary"],
                      description="Binary CSR (n_users x n_songs) of matched songs per user, float32 ones, .npz."),
