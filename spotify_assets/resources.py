@@ -17,9 +17,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 
 from spotify_assets.atomic import fsync_dir, remove_stale_temps
+from spotify_assets.contract import Artifact
 from spotify_assets.paths import PROJECT_ROOT, default_data_dir  # re-exported: CLIs and tests import them from here
 from spotify_assets.paths import is_url as _is_url
 
@@ -276,6 +278,42 @@ class ArtifactStore(dg.ConfigurableResource):
             if missing:
                 raise KeyError(f"artifact {self.url(*parts)} has no arrays {missing}: re-materialize its asset")
             return {name: data[name] for name in (names if names is not None else data.files)}
+
+    # -- the stage contract (spotify_assets.contract) -----------------------------------
+
+    def read(self, artifact: Artifact, *names: str, piece: str | None = None) -> dict[str, np.ndarray]:
+        """The arrays ``names`` of a declared ``.npz`` artifact (all stored ones when none is
+        named), and only those: the others are never read from disk."""
+        if artifact.format != "npz":
+            raise ValueError(f"{'/'.join(artifact.path)} is a {artifact.format} file, not named arrays")
+        artifact.check_names(names)
+        parts = artifact.piece(piece) if piece is not None else artifact.path
+        return self.load_arrays(*parts, names=names or None)
+
+    def read_csr(self, artifact: Artifact) -> sp.csr_matrix:
+        """A declared CSR artifact (the prepare matrices)."""
+        from spotify_assets.matrices import load_csr
+
+        if artifact.format != "csr":
+            raise ValueError(f"{'/'.join(artifact.path)} is a {artifact.format} file, not a CSR matrix")
+        return load_csr(self.file(artifact))
+
+    def write(self, artifact: Artifact, piece: str | None = None, **arrays: np.ndarray) -> Path:
+        """Write a declared ``.npz`` artifact atomically after checking ``arrays`` against the
+        declaration (every declared array, nothing undeclared, the declared dtypes)."""
+        artifact.check_arrays(arrays)
+        return self.save_arrays(*(artifact.piece(piece) if piece is not None else artifact.path), **arrays)
+
+    def file(self, artifact: Artifact, piece: str | None = None) -> Path:
+        """A local path of a declared artifact (downloaded from a URL root when needed)."""
+        return self.path(*(artifact.piece(piece) if piece is not None else artifact.path))
+
+    def writing(self, artifact: Artifact, piece: str | None = None):
+        """:meth:`atomic_path` for a declared artifact: write the temporary path it yields."""
+        return self.atomic_path(*(artifact.piece(piece) if piece is not None else artifact.path))
+
+    def has(self, artifact: Artifact, piece: str | None = None) -> bool:
+        return self.exists(*(artifact.piece(piece) if piece is not None else artifact.path))
 
 
 class FeedbackStore(dg.ConfigurableResource):

@@ -15,15 +15,25 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.defs.split.assets import EVAL, LABELS, held_out_tasks, load_interactions
-from spotify_assets.defs.train.assets import (
+from spotify_assets.contract import (
     ALS,
     BPR_CHECKPOINT,
+    EVAL_BATCHES,
+    EXPLORATION,
+    INTERACTIONS,
+    LABELS,
+    LEADERBOARD_PLOT,
+    MODEL_SUMMARIES,
+    NEIGHBORS,
+    PLAYLIST_SONG,
     POPULARITY,
     SONG_RANKER,
-    load_neighbors,
-    read_summary,
+    SPLITS,
+    USER_SONG,
+    deps,
 )
+from spotify_assets.defs.split.assets import held_out_tasks, load_interactions
+from spotify_assets.defs.train.assets import load_neighbors, read_summary
 from spotify_assets.evaluate import (
     SEGMENTS,
     block_scorer,
@@ -36,7 +46,6 @@ from spotify_assets.evaluate import (
     random_scorer,
 )
 from spotify_assets.leaderboard import leaderboard_plot, leaderboard_rows, markdown_leaderboard, quality_gate
-from spotify_assets.matrices import load_csr
 from spotify_assets.metadata import markdown_table, peak_rss_mb, png_metadata, replace_tables, table_metadata
 from spotify_assets.models.baselines import Oracle
 from spotify_assets.models.bpr import read_checkpoint
@@ -44,7 +53,6 @@ from spotify_assets.models.song_scoring import SongRanker, SongSignals
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 
 EVALUATE = "evaluate"
-LEADERBOARD_PLOT = ("evaluate", "leaderboard.png")
 
 
 class LeaderboardConfig(dg.Config):
@@ -59,8 +67,8 @@ class LeaderboardConfig(dg.Config):
 @dg.asset(
     group_name=EVALUATE, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"duckdb", "numpy"},
-    deps=["bpr_model", "user_neighbors", "popularity_model", "als_model", "song_ranker", "eval_batches",
-          "training_interactions"],
+    deps=deps(BPR_CHECKPOINT, NEIGHBORS, POPULARITY, ALS, SONG_RANKER, EVAL_BATCHES, INTERACTIONS, LABELS, SPLITS,
+              USER_SONG, PLAYLIST_SONG, EXPLORATION, *MODEL_SUMMARIES.values()),
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
     check_specs=[
@@ -80,25 +88,25 @@ def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConf
     interactions = load_interactions(artifacts)
     val, test = held_out_tasks(artifacts, interactions, config.min_positives)
     tasks = [val.subset(config.full_ranking_users, settings.seed), test.subset(config.full_ranking_users, settings.seed)]
-    user_song = load_csr(artifacts.path("prepare", "user_song.npz"))
-    playlist_song = load_csr(artifacts.path("prepare", "playlist_song.npz"))
+    user_song = artifacts.read_csr(USER_SONG)
+    playlist_song = artifacts.read_csr(PLAYLIST_SONG)
     neighbors = load_neighbors(artifacts)
-    net = read_checkpoint(artifacts.path(*BPR_CHECKPOINT)).net
-    als = artifacts.load_arrays(*ALS)
+    net = read_checkpoint(artifacts.file(BPR_CHECKPOINT)).net
+    als = artifacts.read(ALS, "user_factors", "item_factors")
     ranker = SongRanker(SongSignals.build(user_song, playlist_song, interactions, neighbors),
-                        artifacts.load_arrays(*SONG_RANKER))
+                        artifacts.read(SONG_RANKER, *SONG_RANKER.arrays))
     scorers = [
         random_scorer(settings.seed, playlist_song.shape[0]),
-        popularity_scorer(artifacts.load_arrays(*POPULARITY)["scores"]),
+        popularity_scorer(artifacts.read(POPULARITY, "scores")["scores"]),
         factor_scorer("als", als["user_factors"], als["item_factors"]),
         knn_scorer(neighbors, interactions),
         factor_scorer("bpr", net.user_embeddings(), net.playlist_embeddings(), net.playlist_bias()),
         block_scorer("song_ranker", ranker.score_all),
-        oracle_scorer(Oracle(user_song, playlist_song, artifacts.load_arrays("label", "exploration.npz")["e"])),
+        oracle_scorer(Oracle(user_song, playlist_song, artifacts.read(EXPLORATION, "e")["e"])),
     ]
-    batches = artifacts.load_arrays(*EVAL)
+    batches = artifacts.read(EVAL_BATCHES, "test_users", "test_positives", "test_negatives", "test_cold")
     users, cold = batches["test_users"], batches["test_cold"]
-    n_liked = np.diff(artifacts.load_arrays(*LABELS, names=("liked_indptr",))["liked_indptr"])[users]
+    n_liked = np.diff(artifacts.read(LABELS, "liked_indptr")["liked_indptr"])[users]
     sampled_segments = {"warm": ~cold, "cold": cold, "light": n_liked < config.min_positives}
     full, sampled, summaries = {}, {}, {}
     for scorer in scorers:
@@ -114,8 +122,8 @@ def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConf
     with warehouse.connect() as con:
         replace_tables(con, {"model_leaderboard": pa.Table.from_pylist(rows)})
         meta = table_metadata(con, "model_leaderboard")
-    plot = artifacts.path(*LEADERBOARD_PLOT)
-    with artifacts.atomic_path(*LEADERBOARD_PLOT) as tmp:
+    plot = artifacts.file(LEADERBOARD_PLOT)
+    with artifacts.writing(LEADERBOARD_PLOT) as tmp:
         leaderboard_plot(rows, tmp)
     val_all = {name: full[name]["val"]["all"] for name in full}
     bpr_ok, bpr_says = quality_gate(val_all["bpr"], val_all["popularity"], config.gate_min_users)

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.defs.split.assets import LABELS, OWNERSHIP, SPLITS
+from spotify_assets.contract import LABELS, OWNERSHIP, SPLITS
 from spotify_assets.metadata import markdown_table
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore
 from spotify_assets.feedback import FEEDBACK_POSITIVES, training_pairs
@@ -38,9 +38,9 @@ def feedback_positives(context: dg.AssetExecutionContext, artifacts: ArtifactSto
         user_ids = [r[0] for r in con.execute("SELECT user_id FROM user_dictionary ORDER BY uid").fetchall()]
         pids = np.asarray([r[0] for r in con.execute("SELECT pid FROM playlist_dictionary ORDER BY playlist_idx").fetchall()],
                           np.int64)
-    labels = artifacts.load_arrays(*LABELS)
-    split = artifacts.load_arrays(*SPLITS)["split"]
-    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists")
+    split = artifacts.read(SPLITS, "split")["split"]
+    owner = artifacts.read(OWNERSHIP, "owner")["owner"]
     pairs = training_pairs(rows, dict(zip(user_ids, range(len(user_ids)))), pids, labels["liked_indptr"],
                            labels["liked_playlists"], split, owner, TRAIN)
     path = artifacts.save_arrays(*FEEDBACK_POSITIVES, users=pairs.users, playlists=pairs.playlists,

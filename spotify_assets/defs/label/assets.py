@@ -21,25 +21,27 @@ from spotify_assets.labeling import (
     merge_labels,
     resolve_device,
 )
-from spotify_assets.matrices import load_csr
+from spotify_assets.contract import EXPLORATION, LABEL_SHARDS, LABELS, PLAYLIST_SONG, SONG_COUNTS, USER_SONG, deps
 from spotify_assets.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 
 LABEL = "label"
-USER_SONG = ("prepare", "user_song.npz")
-PLAYLIST_SONG = ("prepare", "playlist_song.npz")
-EXPLORATION = ("label", "exploration.npz")
-LABELS = ("label", "labels.npz")
 
 
-@dg.asset(name="exploration_coefficients", group_name=LABEL, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_song_matrix"])
+def _n_users(artifacts: ArtifactStore) -> int:
+    """Users in the matrices, from the small per-user song counts (not the whole matrix)."""
+    return int(artifacts.read(SONG_COUNTS, "s")["s"].size)
+
+
+@dg.asset(name="exploration_coefficients", group_name=LABEL, automation_condition=EAGER_WHEN_CHECKS_PASS,
+          kinds={"numpy"}, deps=deps(SONG_COUNTS))
 def exploration_coefficients_artifact(
     context: dg.AssetExecutionContext, artifacts: ArtifactStore, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     """e(u) ~ Beta(1.3, 3.3) per user, drawn once in user-id order from the configured seed."""
-    n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
+    n_users = _n_users(artifacts)
     e = exploration_coefficients(n_users, settings.seed)
-    path = artifacts.save_arrays(*EXPLORATION, e=e)
+    path = artifacts.write(EXPLORATION, e=e)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
@@ -101,8 +103,7 @@ def shard_plans(n_users: int, config: LabelConfig, seed: int, shards: int | None
 def plan_label_shards(context: dg.OpExecutionContext, config: LabelConfig, artifacts: ArtifactStore,
                       settings: PipelineSettings):
     """Cut the users into ``shards`` contiguous ranges, one step each."""
-    n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
-    for plan in shard_plans(n_users, config, settings.seed):
+    for plan in shard_plans(_n_users(artifacts), config, settings.seed):
         yield dg.DynamicOutput(plan, mapping_key=f"users_{plan['start']}_{plan['stop']}")
 
 
@@ -113,9 +114,9 @@ def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: Artifact
     if shard.get("empty"):  # a static fan-out with more slots than users (see static_liked_playlists)
         return {"start": start, "stop": stop, "empty": True}
     device = resolve_device(shard["device"])
-    user_song = load_csr(artifacts.path(*USER_SONG))
-    playlist_song = load_csr(artifacts.path(*PLAYLIST_SONG))
-    e = artifacts.load_arrays(*EXPLORATION)["e"]
+    user_song = artifacts.read_csr(USER_SONG)
+    playlist_song = artifacts.read_csr(PLAYLIST_SONG)
+    e = artifacts.read(EXPLORATION, "e")["e"]
     if e.shape[0] != user_song.shape[0]:
         raise dg.Failure("exploration_coefficients is stale: its user count differs from user_song_matrix")
     started = time.perf_counter()
@@ -134,10 +135,10 @@ def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: Artifact
         max_hard_candidates=int(shard["max_hard_candidates"]) or None, seed=int(shard["seed"]),
         ownership_k=int(shard["ownership_k"]), start=start, stop=stop,
     )
-    parts = ("label", "shards", f"{start:09d}-{stop:09d}.npz")
-    artifacts.save_arrays(*parts, **labels.arrays(include_optional=True))
-    # the artifact's name, not a local path: the merge may run on another machine
-    return {"start": start, "stop": stop, "artifact": list(parts), "scored_pairs": labels.scored_pairs,
+    piece = f"{start:09d}-{stop:09d}.npz"
+    artifacts.write(LABEL_SHARDS, piece=piece, **labels.arrays(include_optional=True))
+    # the piece's name, not a local path: the merge may run on another machine
+    return {"start": start, "stop": stop, "piece": piece, "scored_pairs": labels.scored_pairs,
             "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -152,14 +153,14 @@ def _merge_shards(shards: list[dict], artifacts: ArtifactStore):
     shards = sorted((s for s in shards if not s.get("empty")), key=lambda shard: shard["start"])
     if shards:
         # array by array from the shard files: memory holds one array, not every shard plus the merge
-        with artifacts.atomic_path(*LABELS) as tmp:
-            summary = merge_label_files([artifacts.path(*s["artifact"]) for s in shards], tmp)
+        with artifacts.writing(LABELS) as tmp:
+            summary = merge_label_files([artifacts.file(LABEL_SHARDS, piece=s["piece"]) for s in shards], tmp)
     else:  # no users at all
         empty = merge_labels([])
-        artifacts.save_arrays(*LABELS, **empty.arrays(include_optional=True))
+        artifacts.write(LABELS, **empty.arrays(include_optional=True))
         summary = {"users": 0, "users_with_liked": 0, "liked_pairs": 0, "hard_pool_entries": 0,
                    "n_scored_median": 0.0, "ownership_k": 0}
-    path = artifacts.url(*LABELS)
+    path = artifacts.url(*LABELS.path)
     compute_seconds = sum(shard["seconds"] for shard in shards)
     scored_pairs = sum(int(shard["scored_pairs"]) for shard in shards)
     table = markdown_table([
@@ -229,7 +230,7 @@ def static_liked_playlists(shards: int) -> dg.AssetsDefinition:
                     settings: PipelineSettings):
         if config.shards != shards:
             context.log.warning(f"config shards={config.shards} ignored: this graph has {shards} shard steps")
-        n_users = load_csr(artifacts.path(*USER_SONG)).shape[0]
+        n_users = _n_users(artifacts)
         plans = shard_plans(n_users, config, settings.seed, shards)
         plans += [{"start": n_users, "stop": n_users, "empty": True}] * (shards - len(plans))
         return tuple(plans) if shards > 1 else plans[0]

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.contract import PLAYLIST_SONG, SONG_COUNTS, USER_SONG
 from spotify_assets.catalog import build_song_catalog
 from spotify_assets.matrices import load_interactions, save_csr
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
@@ -116,11 +117,8 @@ def song_catalog(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
     yield dg.MaterializeResult(asset_key="mpd_track_keys", metadata=metas["mpd_track_keys"])
 
 
-MATRIX_FILES = {
-    "user_song_matrix": ("prepare", "user_song.npz"),
-    "playlist_song_matrix": ("prepare", "playlist_song.npz"),
-    "song_counts": ("prepare", "song_counts.npz"),
-}
+#: the multi-asset's file outputs, by asset key
+MATRIX_FILES = {artifact.asset: artifact for artifact in (USER_SONG, PLAYLIST_SONG, SONG_COUNTS)}
 
 
 @dg.multi_asset(
@@ -154,13 +152,11 @@ def interaction_matrices(
         metas = {n: table_metadata(con, n) for n in ("user_dictionary", "playlist_dictionary")}
     s = np.diff(data.user_song.indptr).astype(np.int32)
     p = np.diff(data.playlist_song.indptr).astype(np.int32)
-    with artifacts.atomic_path(*MATRIX_FILES["user_song_matrix"]) as tmp:
+    with artifacts.writing(USER_SONG) as tmp:
         save_csr(tmp, data.user_song)
-    with artifacts.atomic_path(*MATRIX_FILES["playlist_song_matrix"]) as tmp:
+    with artifacts.writing(PLAYLIST_SONG) as tmp:
         save_csr(tmp, data.playlist_song)
-    with artifacts.atomic_path(*MATRIX_FILES["song_counts"]) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, s=s, p=p)
+    artifacts.write(SONG_COUNTS, s=s, p=p)
     seconds = time.perf_counter() - started
     n_users, n_songs = data.user_song.shape
     n_playlists = data.playlist_song.shape[0]
@@ -173,7 +169,7 @@ def interaction_matrices(
     for key, matrix in (("user_song_matrix", data.user_song), ("playlist_song_matrix", data.playlist_song)):
         counts = np.diff(matrix.indptr)
         yield dg.MaterializeResult(asset_key=key, metadata={
-            "path": dg.MetadataValue.path(str(artifacts.path(*MATRIX_FILES[key]))),
+            "path": dg.MetadataValue.path(str(artifacts.file(MATRIX_FILES[key]))),
             "shape": f"{matrix.shape[0]:,} x {matrix.shape[1]:,}",
             "nnz": int(matrix.nnz),
             "density": float(matrix.nnz / max(1, matrix.shape[0] * matrix.shape[1])),
@@ -183,7 +179,7 @@ def interaction_matrices(
             "peak_rss_mb": peak_rss_mb(),
         })
     yield dg.MaterializeResult(asset_key="song_counts", metadata={
-        "path": dg.MetadataValue.path(str(artifacts.path(*MATRIX_FILES["song_counts"]))),
+        "path": dg.MetadataValue.path(str(artifacts.file(SONG_COUNTS))),
         "users": int(s.size), "playlists": int(p.size),
         "s_median": float(np.median(s)) if s.size else 0.0, "p_median": float(np.median(p)) if p.size else 0.0,
     })

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.split.assets import load_interactions
-from spotify_assets.defs.train.assets import ALS, BPR_CHECKPOINT, POPULARITY
+from spotify_assets.contract import ALS, BPR_CHECKPOINT, POPULARITY
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.models.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
@@ -92,18 +92,18 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
             "LEFT JOIN stg_playlists p USING (pid) ORDER BY d.playlist_idx").to_arrow_table()
         users = con.sql("SELECT user_id FROM user_dictionary ORDER BY uid").to_arrow_table()
     if model == "bpr":
-        net = load_checkpoint(artifacts.path(*BPR_CHECKPOINT))
+        net = load_checkpoint(artifacts.file(BPR_CHECKPOINT))
         user_vectors, playlist_vectors = augment_for_bias(
             net.users.weight.detach().numpy(), net.playlists.weight.detach().numpy(),
             net.bias.weight.detach().numpy()[:, 0])
     else:
-        als = artifacts.load_arrays(*ALS)
+        als = artifacts.read(ALS, "user_factors", "item_factors")
         user_vectors, playlist_vectors = augment_for_bias(als["user_factors"], als["item_factors"])
     excluded = load_interactions(artifacts)
     # Users without interactions carry vectors folded in from their song neighbours; the ones
     # left with a zero vector (no neighbour with history) get the popularity list.
     cold = ~np.any(user_vectors[:, :-1] if model == "bpr" else user_vectors, axis=1)
-    popularity = artifacts.load_arrays(*POPULARITY)["scores"]
+    popularity = artifacts.read(POPULARITY, "scores")["scores"]
     popular = np.argsort(-popularity, kind="stable")[:config.popular_list].astype(np.int64)
     if playlists.num_rows != playlist_vectors.shape[0] or users.num_rows != user_vectors.shape[0]:
         raise dg.Failure(f"model has {user_vectors.shape[0]} users x {playlist_vectors.shape[0]} playlists but the "

@@ -14,6 +14,16 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.contract import (
+    EVAL_BATCHES,
+    FEEDBACK_POSITIVES,
+    INTERACTIONS,
+    LABELS,
+    OWNERSHIP,
+    SONG_COUNTS,
+    SPLITS,
+    deps,
+)
 from spotify_assets.evaluate import RankingTask, ranking_tasks
 from spotify_assets.labeling import OwnershipCandidates, liked_counts
 from spotify_assets.metadata import markdown_table, peak_rss_mb
@@ -35,13 +45,7 @@ from spotify_assets.splits import (
 from spotify_assets.splits import training_interactions as training_interactions_from
 
 SPLIT = "split"
-LABELS = ("label", "labels.npz")
-SPLITS = ("split", "user_splits.npz")
-OWNERSHIP = ("split", "ownership.npz")
-INTERACTIONS = ("split", "training_interactions.npz")
-EVAL = ("split", "eval_batches.npz")
-COUNTS = ("prepare", "song_counts.npz")
-#: what the samplers read of labels.npz (not the scores or the ownership candidates)
+#: what the eval-batch sampler reads of labels.npz (not the scores or the ownership candidates)
 SAMPLING_ARRAYS = ("liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists")
 
 
@@ -60,7 +64,7 @@ class SplitConfig(dg.Config):
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["liked_playlists"],
+    deps=deps(LABELS, SONG_COUNTS),
     check_specs=[
         dg.AssetCheckSpec("liked_counts_match_formula", asset="user_splits", blocking=True,
                           description="Each user has max(1, ceil(0.015 n)) liked playlists (0 when n = 0)."),
@@ -75,10 +79,10 @@ def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifact
     """Per liked pair a split (0 train, 1 val, 2 test) and per user a cold flag: cold users
     hold out all positives (test); users with < min_positives keep all in train; the rest
     split 70/20/10."""
-    labels = artifacts.load_arrays(*LABELS)
-    n_playlists = int(artifacts.load_arrays(*COUNTS)["p"].size)
+    labels = artifacts.read(LABELS, "n_scored", "liked_indptr", "liked_playlists", "liked_scores")
+    n_playlists = int(artifacts.read(SONG_COUNTS, "p")["p"].size)
     result = split_users(labels["liked_indptr"], settings.seed, config.cold_share, config.min_positives)
-    path = artifacts.save_arrays(*SPLITS, split=result.split, cold=result.cold)
+    path = artifacts.write(SPLITS, split=result.split, cold=result.cold)
     users = np.repeat(np.arange(labels["n_scored"].size), np.diff(labels["liked_indptr"]))
     counts = np.bincount(result.split, minlength=3) if result.split.size else np.zeros(3, int)
     n_liked = np.diff(labels["liked_indptr"])
@@ -119,7 +123,7 @@ class OwnershipConfig(dg.Config):
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["user_splits"],
+    deps=deps(LABELS, SPLITS),
     check_specs=[
         dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
                           description="No owner has the playlist among their val/test positives; cap respected; "
@@ -134,14 +138,15 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
     """Owner per playlist (-1 = none): greedy by priority score/sqrt(s) over all scored pairs
     (the labeler's top candidates per playlist), at most ``cap`` playlists per user, never a
     playlist that is one of the owner's val/test positives."""
-    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists", "ownership_users",
-                                                     "ownership_priorities"))
-    split = artifacts.load_arrays(*SPLITS)["split"]
-    if "ownership_users" not in labels:
-        raise dg.Failure("liked_playlists has no ownership candidates: rematerialize it with ownership_k > 0")
+    try:
+        labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists", "ownership_users", "ownership_priorities")
+    except KeyError as missing:
+        raise dg.Failure("liked_playlists has no ownership candidates: rematerialize it with ownership_k > 0") \
+            from missing
+    split = artifacts.read(SPLITS, "split")["split"]
     candidates = OwnershipCandidates.from_arrays(labels["ownership_users"], labels["ownership_priorities"])
     result = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], split, config.cap)
-    path = artifacts.save_arrays(*OWNERSHIP, owner=result.owner, owned_counts=result.owned_counts)
+    path = artifacts.write(OWNERSHIP, owner=result.owner, owned_counts=result.owned_counts)
     verdict = check_ownership_valid(result.owner, labels["liked_indptr"], labels["liked_playlists"], split,
                                     config.cap, candidates)
     owners = result.owned_counts[result.owned_counts > 0]
@@ -172,7 +177,7 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["playlist_ownership", "feedback_positives"],
+    deps=deps(LABELS, SPLITS, OWNERSHIP, FEEDBACK_POSITIVES),
     check_specs=[dg.AssetCheckSpec("holds_no_held_out_pair", asset="training_interactions", blocking=True,
                                    description="No validation or test positive is a training interaction.")],
 )
@@ -181,9 +186,9 @@ def training_interactions(context: dg.AssetExecutionContext, artifacts: Artifact
     likes, the feedback likes (held-out answers already removed) and the owned playlists.
     Every model trains on it and negatives are drawn outside it every epoch; validation and
     test positives never reach it (checked)."""
-    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists"))
-    split = artifacts.load_arrays(*SPLITS)["split"]
-    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists")
+    split = artifacts.read(SPLITS, "split")["split"]
+    owner = artifacts.read(OWNERSHIP, "owner")["owner"]
     feedback = load_feedback_positives(artifacts)
     result = training_interactions_from(labels["liked_indptr"], labels["liked_playlists"], split, owner,
                                         None if feedback is None else feedback["users"],
@@ -215,7 +220,7 @@ class EvalConfig(dg.Config):
 @dg.asset(
     group_name=SPLIT, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy"},
-    deps=["playlist_ownership"],
+    deps=deps(LABELS, SPLITS, OWNERSHIP),
     check_specs=[dg.AssetCheckSpec("eval_batches_valid", asset="eval_batches", blocking=True,
                                    description="Positives are held out (never train, never owned); negatives distinct, "
                                    "never liked, never owned.")],
@@ -224,9 +229,9 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
                  settings: PipelineSettings) -> dg.MaterializeResult:
     """Validation and test batches: per held-out positive, 1 positive + n_negatives negatives."""
     started = time.perf_counter()
-    labels = artifacts.load_arrays(*LABELS, names=SAMPLING_ARRAYS)
-    stored = artifacts.load_arrays(*SPLITS)
-    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    labels = artifacts.read(LABELS, *SAMPLING_ARRAYS)
+    stored = artifacts.read(SPLITS, "split", "cold")
+    owner = artifacts.read(OWNERSHIP, "owner")["owner"]
     arrays, problems, rows = {}, 0, {}
     for name, which in (("val", VAL), ("test", TEST)):
         batch = sample_eval_batches(labels["liked_indptr"], labels["liked_playlists"], stored["split"], which,
@@ -239,7 +244,7 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
         arrays.update({f"{name}_users": batch.users, f"{name}_positives": batch.positives,
                        f"{name}_negatives": batch.negatives, f"{name}_cold": batch.cold})
     seconds = time.perf_counter() - started
-    path = artifacts.save_arrays(*EVAL, **arrays)
+    path = artifacts.write(EVAL_BATCHES, **arrays)
     sampled = sum(rows.values()) * config.n_negatives
     return dg.MaterializeResult(
         metadata={
@@ -258,13 +263,13 @@ def eval_batches(context: dg.AssetExecutionContext, config: EvalConfig, artifact
 
 def save_interactions(artifacts: ArtifactStore, matrix: sp.csr_matrix) -> Path:
     """Write the training interactions CSR (``indptr``, ``indices``, ``shape``) atomically."""
-    return artifacts.save_arrays(*INTERACTIONS, indptr=matrix.indptr.astype(np.int64),
-                                 indices=matrix.indices.astype(np.int32), shape=np.asarray(matrix.shape, np.int64))
+    return artifacts.write(INTERACTIONS, indptr=matrix.indptr.astype(np.int64), indices=matrix.indices.astype(np.int32),
+                           shape=np.asarray(matrix.shape, np.int64))
 
 
 def load_interactions(artifacts: ArtifactStore) -> sp.csr_matrix:
     """The training interactions as a binary float32 CSR (n_users, n_playlists)."""
-    arrays = artifacts.load_arrays(*INTERACTIONS)
+    arrays = artifacts.read(INTERACTIONS, "indptr", "indices", "shape")
     return sp.csr_matrix((np.ones(arrays["indices"].size, np.float32), arrays["indices"], arrays["indptr"]),
                          shape=tuple(int(x) for x in arrays["shape"]))
 
@@ -273,8 +278,8 @@ def held_out_tasks(artifacts: ArtifactStore, interactions: sp.csr_matrix | None 
                    min_positives: int = 5) -> tuple[RankingTask, RankingTask]:
     """The validation and test full-ranking tasks (:func:`spotify_assets.evaluate.ranking_tasks`)
     from the stored labels, splits and training interactions."""
-    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists"))
-    stored = artifacts.load_arrays(*SPLITS)
+    labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists")
+    stored = artifacts.read(SPLITS, "split", "cold")
     matrix = load_interactions(artifacts) if interactions is None else interactions
     return ranking_tasks(matrix, labels["liked_indptr"], labels["liked_playlists"], stored["split"], stored["cold"],
                          min_positives)

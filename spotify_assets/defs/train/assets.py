@@ -20,9 +20,25 @@ import torch
 from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.defs.split.assets import LABELS, OWNERSHIP, SPLITS, held_out_tasks, load_interactions
+from spotify_assets.contract import (
+    ALS,
+    BPR_CHECKPOINT,
+    BPR_SWEEP_BEST,
+    BPR_SWEEP_TRIALS,
+    INTERACTIONS,
+    LABELS,
+    MODEL_SUMMARIES,
+    NEIGHBORS,
+    OWNERSHIP,
+    PLAYLIST_SONG,
+    POPULARITY,
+    SONG_RANKER,
+    SPLITS,
+    USER_SONG,
+    deps,
+)
+from spotify_assets.defs.split.assets import held_out_tasks, load_interactions
 from spotify_assets.evaluate import RankingTask, evaluate_full, factor_scorer
-from spotify_assets.matrices import load_csr
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.models.baselines import als_sweep, popularity_scores
 from spotify_assets.models.bpr import (
@@ -49,37 +65,25 @@ from spotify_assets.feedback import load_feedback_positives
 from spotify_assets.splits import feedback_triplets, sample_triplets
 
 TRAIN_GROUP = "train"
-BPR_CHECKPOINT = ("train", "bpr.pt")
-NEIGHBORS = ("train", "user_neighbors.npz")
-POPULARITY = ("train", "popularity.npz")
-ALS = ("train", "als.npz")
-SONG_RANKER = ("train", "song_ranker.npz")
-SWEEP_BEST = ("train", "bpr_sweep_best.json")
-#: the models whose summaries the leaderboard reads (``train/<model>.json``)
-TRAINED_MODELS = ("popularity", "als", "knn", "bpr", "song_ranker")
-
-
-def summary_parts(model: str) -> tuple[str, str]:
-    return ("train", f"{model}.json")
 
 
 def write_summary(artifacts: ArtifactStore, model: str, train_seconds: float, leak_free: bool = True,
                   **extra: object) -> None:
     """``train/<model>.json``: what the leaderboard shows beside the model's metrics."""
-    with artifacts.atomic_path(*summary_parts(model)) as tmp:
+    with artifacts.writing(MODEL_SUMMARIES[model]) as tmp:
         tmp.write_text(json.dumps({"model": model, "train_seconds": round(float(train_seconds), 3),
                                    "leak_free": bool(leak_free), **extra}, indent=2, default=float))
 
 
 def read_summary(artifacts: ArtifactStore, model: str) -> dict:
     """The summary :func:`write_summary` wrote ({} when the model never wrote one)."""
-    if not artifacts.exists(*summary_parts(model)):
+    if model not in MODEL_SUMMARIES or not artifacts.has(MODEL_SUMMARIES[model]):
         return {}
-    return json.loads(artifacts.path(*summary_parts(model)).read_text())
+    return json.loads(artifacts.file(MODEL_SUMMARIES[model]).read_text())
 
 
 def load_neighbors(artifacts: ArtifactStore) -> Neighbors:
-    stored = artifacts.load_arrays(*NEIGHBORS)
+    stored = artifacts.read(NEIGHBORS, "neighbors", "similarities")
     return Neighbors(stored["neighbors"], stored["similarities"])
 
 
@@ -182,9 +186,9 @@ def _seed_triplets(artifacts: ArtifactStore, n_playlists: int, seed: int) -> np.
     """The original system's triplets (2 negatives from the label score's hard pool + 2 uniform
     over playlists not liked in ANY split, per train positive, plus feedback triplets): they
     read held-out labels, which is why ``negatives='seed_leaky'`` is marked leaky."""
-    labels = artifacts.load_arrays(*LABELS, names=("liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists"))
-    split = artifacts.load_arrays(*SPLITS)["split"]
-    owner = artifacts.load_arrays(*OWNERSHIP)["owner"]
+    labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists")
+    split = artifacts.read(SPLITS, "split")["split"]
+    owner = artifacts.read(OWNERSHIP, "owner")["owner"]
     sample = sample_triplets(labels["liked_indptr"], labels["liked_playlists"], split, labels["hard_indptr"],
                              labels["hard_playlists"], owner, n_playlists, seed)
     feedback = load_feedback_positives(artifacts)
@@ -206,7 +210,7 @@ def _history_table(history: list[dict]) -> str:
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "duckdb"},
-          deps=["training_interactions", "user_splits"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
+          deps=deps(INTERACTIONS, LABELS, SPLITS), op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifacts: ArtifactStore,
               warehouse: DuckDBWarehouse, tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
     """A grid over dim x lr x reg x initial scale: every trial trains on the same interactions
@@ -220,16 +224,17 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
     for number, (dim, lr, reg, init_std) in enumerate(grid):
         trial_config = config.bpr_config(settings.seed, dim=dim, lr=lr, reg=reg, init_std=init_std)
         name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}-init{init_std}"
-        parts = ("train", "sweep", f"{name}.pt")
+        piece = f"{name}.pt"
         with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
-            result = _train(artifacts, interactions, trial_config, artifacts.path(*parts), validation, config.accelerator)
-            artifacts.publish(*parts)
+            result = _train(artifacts, interactions, trial_config, artifacts.file(BPR_SWEEP_TRIALS, piece), validation,
+                            config.accelerator)
+            artifacts.publish(*BPR_SWEEP_TRIALS.piece(piece))
             for row in result.history:
                 run.log(row)
             run.summary(best_val_recall=result.best_val_recall, triplets_per_second=result.triplets_per_second)
             location = run.location
         # the same metric on every validation user: shows the sampled users choose like all of them
-        net = read_checkpoint(artifacts.path(*parts)).net
+        net = read_checkpoint(artifacts.file(BPR_SWEEP_TRIALS, piece)).net
         everyone = evaluate_full(factor_scorer("bpr", net.user_embeddings(), net.playlist_embeddings(),
                                                net.playlist_bias()), full_validation)["all"]
         trials.append({"trial": number, "dim": dim, "lr": lr, "reg": reg, "init_std": init_std,
@@ -238,14 +243,14 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
                        "best_epoch": result.best_epoch, "epochs": result.epochs_run,
                        "train_seconds": round(result.train_seconds, 2),
                        "triplets_per_second": round(result.triplets_per_second), "wandb": location,
-                       "checkpoint": parts[-1]})
+                       "checkpoint": piece})
         context.log.info(f"trial {name}: val Recall@10 {result.best_val_recall:.4f} (all val users "
                          f"{everyone['recall@10']:.4f}) at epoch {result.best_epoch}, {result.train_seconds:.1f}s")
     scored = [t for t in trials if np.isfinite(t["val_recall@10"])]
     best = max(scored, key=lambda t: t["val_recall@10"]) if scored else trials[0]
     best_all = max(trials, key=lambda t: t["val_recall@10_all_users"])
     keys = ("dim", "lr", "reg", "init_std", "negatives", "val_recall@10", "best_epoch", "train_seconds", "checkpoint")
-    with artifacts.atomic_path(*SWEEP_BEST) as tmp:
+    with artifacts.writing(BPR_SWEEP_BEST) as tmp:
         tmp.write_text(json.dumps({k: best[k] for k in keys}))
     with warehouse.connect() as con:
         replace_tables(con, {"bpr_sweep_trials": pa.Table.from_pylist(trials)})
@@ -261,7 +266,7 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch"},
-          deps=["training_interactions", "user_splits", "bpr_sweep", "user_neighbors"])
+          deps=deps(INTERACTIONS, LABELS, SPLITS, BPR_SWEEP_BEST, NEIGHBORS))
 def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, artifacts: ArtifactStore,
               tracker: ExperimentTracker, settings: PipelineSettings) -> dg.MaterializeResult:
     """BPR (user/playlist embeddings + playlist bias) trained with PyTorch Lightning on the
@@ -271,13 +276,13 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
     vectors folded in from their song neighbours. Checkpoint written atomically."""
     interactions = load_interactions(artifacts)
     started = time.perf_counter()
-    if config.use_sweep and artifacts.exists(*SWEEP_BEST):
-        best = json.loads(artifacts.path(*SWEEP_BEST).read_text())
+    if config.use_sweep and artifacts.has(BPR_SWEEP_BEST):
+        best = json.loads(artifacts.file(BPR_SWEEP_BEST).read_text())
         bpr_config = replace(config.bpr_config(settings.seed, dim=int(best["dim"]), lr=float(best["lr"]),
                                                reg=float(best["reg"]), init_std=float(best["init_std"])),
                              negatives=best["negatives"])
-        with artifacts.atomic_path(*BPR_CHECKPOINT) as tmp:
-            shutil.copyfile(artifacts.path("train", "sweep", best["checkpoint"]), tmp)
+        with artifacts.writing(BPR_CHECKPOINT) as tmp:
+            shutil.copyfile(artifacts.file(BPR_SWEEP_TRIALS, best["checkpoint"]), tmp)
         source = f"bpr_sweep best trial (val Recall@10 {best['val_recall@10']:.4f})"
         history, device, epochs, triplets_per_second = [], "from the sweep", int(best["best_epoch"]), None
         train_seconds, leak_free = float(best["train_seconds"]), bpr_config.leak_free
@@ -287,7 +292,7 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
                                        init_std=config.init_std, optimizer=config.optimizer)
         validation = _validation(artifacts, config, settings, interactions)
         with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
-            result = _train(artifacts, interactions, bpr_config, artifacts.path(*BPR_CHECKPOINT), validation,
+            result = _train(artifacts, interactions, bpr_config, artifacts.file(BPR_CHECKPOINT), validation,
                             config.accelerator)
             for row in result.history:
                 run.log(row)
@@ -295,21 +300,21 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
             location = run.location
         source, history, device, epochs = "run config", result.history, result.device, result.best_epoch
         triplets_per_second, train_seconds, leak_free = result.triplets_per_second, result.train_seconds, result.leak_free
-    checkpoint = read_checkpoint(artifacts.path(*BPR_CHECKPOINT))
+    checkpoint = read_checkpoint(artifacts.file(BPR_CHECKPOINT))
     has_history = np.diff(interactions.indptr) > 0
     folded = fold_in(checkpoint.net.user_embeddings(), has_history, load_neighbors(artifacts))
     with torch.no_grad():
         checkpoint.net.users.weight.copy_(torch.from_numpy(folded))
-    save_checkpoint(artifacts.path(*BPR_CHECKPOINT), checkpoint.net,
+    save_checkpoint(artifacts.file(BPR_CHECKPOINT), checkpoint.net,
                     {**checkpoint.hparams, "folded_in_users": int((~has_history).sum())}, checkpoint.epoch,
                     checkpoint.val_recall)
-    artifacts.publish(*BPR_CHECKPOINT)
+    artifacts.publish(*BPR_CHECKPOINT.path)
     write_summary(artifacts, "bpr", train_seconds, leak_free, negatives=bpr_config.negatives,
                   val_recall=checkpoint.val_recall, config=asdict(bpr_config))
     context.log.info(f"BPR ({source}): validation Recall@10 {checkpoint.val_recall:.4f} at epoch {checkpoint.epoch}; "
                      f"{int((~has_history).sum())} users without interactions folded in from song neighbours")
     metadata = {
-        "checkpoint": dg.MetadataValue.path(str(artifacts.path(*BPR_CHECKPOINT))),
+        "checkpoint": dg.MetadataValue.path(str(artifacts.file(BPR_CHECKPOINT))),
         "best_epoch": epochs,
         "best_val_recall@10": round(checkpoint.val_recall, 5) if np.isfinite(checkpoint.val_recall) else "no validation users",
         "leak_free": leak_free,
@@ -343,16 +348,16 @@ class NeighborsConfig(dg.Config):
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"},
-          deps=["user_song_matrix", "training_interactions"])
+          deps=deps(USER_SONG))
 def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, artifacts: ArtifactStore
                    ) -> dg.MaterializeResult:
     """Exact top-k cosine neighbours per user on L2-normalized user-song rows (blocked sparse
     products). KNN recommends what the neighbours interacted with (training interactions)."""
     started = time.perf_counter()
-    user_song = load_csr(artifacts.path("prepare", "user_song.npz"))
+    user_song = artifacts.read_csr(USER_SONG)
     result = top_k_neighbors(user_song, k=config.k, block_size=config.block_size)
     seconds = time.perf_counter() - started
-    path = artifacts.save_arrays(*NEIGHBORS, neighbors=result.neighbors, similarities=result.similarities)
+    path = artifacts.write(NEIGHBORS, neighbors=result.neighbors, similarities=result.similarities)
     write_summary(artifacts, "knn", seconds, k=config.k)
     found = (result.neighbors >= 0).sum(axis=1)
     return dg.MaterializeResult(metadata={
@@ -367,12 +372,12 @@ def user_neighbors(context: dg.AssetExecutionContext, config: NeighborsConfig, a
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
-          deps=["training_interactions"])
+          deps=deps(INTERACTIONS))
 def popularity_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     """Playlists ranked by how many users interacted with them (the same list for everyone)."""
     started = time.perf_counter()
     scores = popularity_scores(load_interactions(artifacts))
-    path = artifacts.save_arrays(*POPULARITY, scores=scores)
+    path = artifacts.write(POPULARITY, scores=scores)
     write_summary(artifacts, "popularity", time.perf_counter() - started)
     top = np.argsort(-scores, kind="stable")[:10]
     return dg.MaterializeResult(metadata={
@@ -393,7 +398,7 @@ class ALSConfig(ValidationConfig):
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
-          deps=["training_interactions", "user_splits", "user_neighbors"])
+          deps=deps(INTERACTIONS, LABELS, SPLITS, NEIGHBORS))
 def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: ArtifactStore,
               settings: PipelineSettings) -> dg.MaterializeResult:
     """ALS (``implicit``, BM25-weighted) on the training interactions with a factors x alpha
@@ -408,7 +413,7 @@ def als_model(context: dg.AssetExecutionContext, config: ALSConfig, artifacts: A
     best = max(trials, key=lambda t: (t.val_recall if np.isfinite(t.val_recall) else -1.0))
     has_history = np.diff(interactions.indptr) > 0
     users = fold_in(best.result.user_factors, has_history, load_neighbors(artifacts))
-    path = artifacts.save_arrays(*ALS, user_factors=users, item_factors=best.result.item_factors)
+    path = artifacts.write(ALS, user_factors=users, item_factors=best.result.item_factors)
     write_summary(artifacts, "als", time.perf_counter() - started, factors=best.factors, alpha=best.alpha,
                   val_recall=best.val_recall, trials=len(trials))
     return dg.MaterializeResult(metadata={
@@ -445,7 +450,7 @@ class SongRankerTrainingConfig(ValidationConfig):
 
 
 @dg.asset(group_name=TRAIN_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch", "scipy"},
-          deps=["training_interactions", "user_splits", "user_neighbors", "user_song_matrix", "playlist_song_matrix"])
+          deps=deps(INTERACTIONS, LABELS, SPLITS, NEIGHBORS, USER_SONG, PLAYLIST_SONG))
 def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingConfig, artifacts: ArtifactStore,
                 settings: PipelineSettings) -> dg.MaterializeResult:
     """Song-aware two-stage model: candidates are the playlists sharing a song with the user,
@@ -454,8 +459,7 @@ def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingCon
     songs. Early-stopped on validation Recall@10; weights stored as numpy arrays."""
     interactions = load_interactions(artifacts)
     validation = _validation(artifacts, config, settings, interactions)
-    signals = SongSignals.build(load_csr(artifacts.path("prepare", "user_song.npz")),
-                                load_csr(artifacts.path("prepare", "playlist_song.npz")), interactions,
+    signals = SongSignals.build(artifacts.read_csr(USER_SONG), artifacts.read_csr(PLAYLIST_SONG), interactions,
                                 load_neighbors(artifacts))
     ranker_config = SongRankerConfig(hidden=config.hidden, user_dim=config.user_dim, lr=config.lr,
                                      weight_decay=config.weight_decay,
@@ -463,7 +467,7 @@ def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingCon
                                      users_per_batch=config.users_per_batch, max_epochs=config.max_epochs,
                                      patience=config.patience, seed=settings.seed)
     result = train_song_ranker(signals, ranker_config, validation, accelerator=config.accelerator)
-    path = artifacts.save_arrays(*SONG_RANKER, **result.weights)
+    path = artifacts.write(SONG_RANKER, **result.weights)
     write_summary(artifacts, "song_ranker", result.train_seconds, val_recall=result.best_val_recall,
                   config=asdict(ranker_config))
     context.log.info(f"song ranker: validation Recall@10 {result.best_val_recall:.4f} at epoch {result.best_epoch} "
