@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import REPO_ROOT, RunSettings, _git, _machine, ensure_data
-from spotify_assets.leaderboard import COLUMNS, markdown_leaderboard
+from spotify_assets.evaluate.leaderboard import COLUMNS, markdown_leaderboard
 
 
 

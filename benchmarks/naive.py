@@ -251,7 +251,7 @@ def bpr_dataloader_epoch(triplets: np.ndarray, n_users: int, n_playlists: int, d
     """
     import torch
 
-    from spotify_assets.models.bpr import BPRNet
+    from spotify_assets.train.bpr import BPRNet
 
     torch.manual_seed(seed)
 

@@ -176,7 +176,7 @@ def _load(path: Path, *names: str) -> dict[str, np.ndarray]:
 
 
 def _load_csr(path: Path) -> sp.csr_matrix:
-    from spotify_assets.matrices import load_csr
+    from spotify_assets.prepare.matrices import load_csr
 
     return load_csr(path)
 
@@ -303,7 +303,7 @@ def ingest_naive(ctx: StageContext) -> Measurement:
 
 def _ordered_models():
     """The dbt_like_sql models in dependency order (a model after the models it reads)."""
-    from spotify_assets.sqlmodels import discover_models
+    from spotify_assets.sql.models import discover_models
 
     models = {m.name: m for m in discover_models()}
     ordered, placed = [], set()
@@ -321,10 +321,10 @@ def _ordered_models():
 def match_ours(ctx: StageContext) -> Measurement:
     """Staging/mart SQL models, canonical song keys on both sides, then the binary CSR
     user-song and playlist-song matrices over matched songs."""
-    from spotify_assets.catalog import build_song_catalog
-    from spotify_assets.matrices import load_interactions, save_csr
-    from spotify_assets.metadata import replace_tables
-    from spotify_assets.sqlmodels import materialize_model
+    from spotify_assets.prepare.catalog import build_song_catalog
+    from spotify_assets.prepare.matrices import load_interactions, save_csr
+    from spotify_assets.defs.metadata import replace_tables
+    from spotify_assets.sql.models import materialize_model
 
     con = ctx.duckdb()
     try:
@@ -371,7 +371,9 @@ def match_ours(ctx: StageContext) -> Measurement:
 
 def label_ours(ctx: StageContext) -> Measurement:
     """The fused, blocked labeler over all users (ownership candidates included)."""
-    from spotify_assets.labeling import exploration_coefficients, label_users, resolve_device
+    from spotify_assets.label.driver import label_users
+    from spotify_assets.label.scores import exploration_coefficients
+    from spotify_assets.label.torch_kernel import resolve_device
 
     user_song = _load_csr(ctx.work / "user_song.npz")
     playlist_song = _load_csr(ctx.work / "playlist_song.npz")
@@ -418,7 +420,7 @@ _SHARD_INPUTS: dict = {}
 
 def _label_shard(bounds: tuple[int, int]) -> tuple[int, str]:
     """One shard in a forked process: label its users, write its file; (scored pairs, file)."""
-    from spotify_assets.labeling import label_users
+    from spotify_assets.label.driver import label_users
 
     i = _SHARD_INPUTS
     labels = label_users(i["user_song"], i["playlist_song"], i["e"], block_size=i["block_size"], device=i["device"],
@@ -438,7 +440,7 @@ def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, 
     import shutil
     from concurrent.futures import ProcessPoolExecutor
 
-    from spotify_assets.labeling import merge_label_files
+    from spotify_assets.label.labels import merge_label_files
 
     folder = work / "label_shards"
     shutil.rmtree(folder, ignore_errors=True)
@@ -484,8 +486,9 @@ def label_naive(ctx: StageContext) -> Measurement:
 
 def splits_ours(ctx: StageContext) -> Measurement:
     """Seeded train/val/test split per liked pair and greedy playlist ownership."""
-    from spotify_assets.labeling import OwnershipCandidates
-    from spotify_assets.splits import assign_ownership, split_users
+    from spotify_assets.label.ownership import OwnershipCandidates
+    from spotify_assets.split.ownership import assign_ownership
+    from spotify_assets.split.users import split_users
 
     labels = _load(ctx.work / "labels.npz", "liked_indptr", "liked_playlists", "ownership_users",
                    "ownership_priorities")
@@ -514,7 +517,8 @@ def _split_inputs(ctx: StageContext) -> tuple[dict, dict]:
 
 def triplets_ours(ctx: StageContext) -> Measurement:
     """``sample_triplets``: 2 hard + 2 easy negatives per train positive, vectorized."""
-    from spotify_assets.splits import TRAIN, sample_triplets
+    from spotify_assets.split.sampling import sample_triplets
+    from spotify_assets.split.users import TRAIN
 
     labels, splits = _split_inputs(ctx)
     owner = splits["owner"]
@@ -532,7 +536,7 @@ def triplets_ours(ctx: StageContext) -> Measurement:
 def triplets_naive(ctx: StageContext) -> Measurement:
     """Per-user Python loop with sets and rejection sampling (``random.Random``)."""
     from benchmarks.naive import triplets_per_user
-    from spotify_assets.splits import TRAIN
+    from spotify_assets.split.users import TRAIN
 
     labels, splits = _split_inputs(ctx)
     owner = splits["owner"]
@@ -546,7 +550,8 @@ def triplets_naive(ctx: StageContext) -> Measurement:
 
 def eval_ours(ctx: StageContext) -> Measurement:
     """``sample_eval_batches`` for val and test: 50 distinct negatives per positive."""
-    from spotify_assets.splits import TEST, VAL, sample_eval_batches
+    from spotify_assets.split.sampling import sample_eval_batches
+    from spotify_assets.split.users import TEST, VAL
 
     labels, splits = _split_inputs(ctx)
     owner = splits["owner"]
@@ -570,7 +575,7 @@ def eval_ours(ctx: StageContext) -> Measurement:
 def eval_naive(ctx: StageContext) -> Measurement:
     """Per-user, per-row Python loop (``random.sample`` + rejection), val then test."""
     from benchmarks.naive import NaiveRun, eval_rows_per_user
-    from spotify_assets.splits import TEST, VAL
+    from spotify_assets.split.users import TEST, VAL
 
     labels, splits = _split_inputs(ctx)
     owner = splits["owner"]
@@ -612,7 +617,7 @@ def bpr_ours(ctx: StageContext) -> Measurement:
     """``train_bpr``: one epoch over the fixed triplet subset, fused closed-form SGD."""
     import torch
 
-    from spotify_assets.models.bpr import BPRConfig, load_checkpoint, train_bpr
+    from spotify_assets.train.bpr import BPRConfig, load_checkpoint, train_bpr
 
     _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
@@ -659,7 +664,7 @@ def bpr_naive(ctx: StageContext) -> Measurement:
 
 def _train_positives(ctx: StageContext) -> sp.csr_matrix:
     """(n_users, n_playlists) binary float32 CSR of the train positives."""
-    from spotify_assets.splits import TRAIN
+    from spotify_assets.split.users import TRAIN
 
     labels, splits = _split_inputs(ctx)
     n_users, n_playlists = labels["n_scored"].size, splits["owner"].size
@@ -703,7 +708,7 @@ def bpr_implicit(ctx: StageContext) -> Measurement:
 
 def knn_ours(ctx: StageContext) -> Measurement:
     """Exact top-k cosine neighbours of every user by blocked sparse products."""
-    from spotify_assets.models.knn import top_k_neighbors
+    from spotify_assets.train.knn import top_k_neighbors
 
     user_song = _load_csr(ctx.work / "user_song.npz")
     k = int(ctx.option("knn_k"))
@@ -889,7 +894,7 @@ def ann_hnswlib(ctx: StageContext) -> Measurement:
 
 def als_ours(ctx: StageContext) -> Measurement:
     """``train_als`` (implicit ALS, BM25-weighted train positives)."""
-    from spotify_assets.models.baselines import train_als
+    from spotify_assets.train.baselines import train_als
 
     positives = _train_positives(ctx)
     factors, iterations = int(ctx.option("als_factors")), int(ctx.option("als_iterations"))

@@ -292,7 +292,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
     def read_csr(self, artifact: Artifact) -> sp.csr_matrix:
         """A declared CSR artifact (the prepare matrices)."""
-        from spotify_assets.matrices import load_csr
+        from spotify_assets.prepare.matrices import load_csr
 
         if artifact.format != "csr":
             raise ValueError(f"{'/'.join(artifact.path)} is a {artifact.format} file, not a CSR matrix")

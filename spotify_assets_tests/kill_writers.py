@@ -90,7 +90,7 @@ class CheckpointWriter(Writer):
     def write(self, out: Path, round_: int) -> None:
         import torch
 
-        from spotify_assets.models.bpr import BPRNet, save_checkpoint
+        from spotify_assets.train.bpr import BPRNet, save_checkpoint
 
         net = BPRNet(self.n_users, self.n_playlists, self.dim)
         with torch.no_grad():
@@ -102,7 +102,7 @@ class CheckpointWriter(Writer):
     def read(self, out: Path) -> object:
         import torch
 
-        from spotify_assets.models.bpr import read_checkpoint
+        from spotify_assets.train.bpr import read_checkpoint
 
         checkpoint = read_checkpoint(self._path(out))
         for name, parameter in checkpoint.net.state_dict().items():

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spotify_assets.evaluate import evaluate_full, factor_scorer, popularity_scorer
-from spotify_assets.labeling import exploration_coefficients, label_users, score_pairs
-from spotify_assets.metrics import full_ranking_metrics, sampled_metrics
-from spotify_assets.models.baselines import (
+from spotify_assets.evaluate.tasks import evaluate_full, factor_scorer, popularity_scorer
+from spotify_assets.label.driver import label_users
+from spotify_assets.label.scores import exploration_coefficients, score_pairs
+from spotify_assets.evaluate.metrics import full_ranking_metrics, sampled_metrics
+from spotify_assets.train.baselines import (
     ALSTrial,
     Oracle,
     als_sweep,

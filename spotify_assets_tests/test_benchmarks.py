@@ -97,8 +97,9 @@ def test_naive_labeler_and_knn_agree_with_the_fast_kernels() -> None:
     import scipy.sparse as sp
 
     from benchmarks.naive import knn_one_query_at_a_time, label_per_pair
-    from spotify_assets.labeling import exploration_coefficients, label_users
-    from spotify_assets.models.knn import top_k_neighbors
+    from spotify_assets.label.driver import label_users
+    from spotify_assets.label.scores import exploration_coefficients
+    from spotify_assets.train.knn import top_k_neighbors
 
     rng = np.random.default_rng(3)
     users = sp.csr_matrix((rng.random((60, 40)) < 0.15).astype(np.float32))

@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from spotify_assets.evaluate import RankingTask, evaluate_full, factor_scorer, popularity_scorer
-from spotify_assets.models.baselines import popularity_scores
-from spotify_assets.models.bpr import (
+from spotify_assets.evaluate.tasks import RankingTask, evaluate_full, factor_scorer, popularity_scorer
+from spotify_assets.train.baselines import popularity_scores
+from spotify_assets.train.bpr import (
     BPRConfig,
     BPRModule,
     COMPILE_MIN_UPDATES,
@@ -31,7 +31,7 @@ from spotify_assets.models.bpr import (
     train_bpr,
     use_compiled_update,
 )
-from spotify_assets.models.sampling import InteractionSet
+from spotify_assets.train.negatives import InteractionSet
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from spotify_assets.ingest import (
     read_unique_tracks,
 )
 from spotify_assets.resources import PROJECT_ROOT
-from spotify_assets.songkeys import (
+from spotify_assets.prepare.songkeys import (
     SEPARATOR,
     canonical_artist,
     canonical_song_key,

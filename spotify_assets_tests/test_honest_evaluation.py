@@ -16,16 +16,19 @@ import torch
 
 from spotify_assets.defs.prepare.assets import interaction_matrices
 from spotify_assets.defs.serve.assets import _choose_model
-from spotify_assets.evaluate import RankingTask, evaluate_full, ranking_tasks
-from spotify_assets.labeling import exploration_coefficients, label_users
-from spotify_assets.leaderboard import leaderboard_rows, quality_gate
-from spotify_assets.matrices import load_csr
-from spotify_assets.models.bpr import BPRConfig, EpochTriplets, load_checkpoint, train_bpr
-from spotify_assets.models.knn import top_k_neighbors
-from spotify_assets.models.sampling import InteractionSet
-from spotify_assets.models.song_ranker import CandidateBatches, SongRankerConfig
-from spotify_assets.models.song_scoring import SongSignals
-from spotify_assets.splits import TEST, TRAIN, VAL, assign_ownership, split_users, training_interactions
+from spotify_assets.evaluate.tasks import RankingTask, evaluate_full, ranking_tasks
+from spotify_assets.label.driver import label_users
+from spotify_assets.label.scores import exploration_coefficients
+from spotify_assets.evaluate.leaderboard import leaderboard_rows, quality_gate
+from spotify_assets.prepare.matrices import load_csr
+from spotify_assets.train.bpr import BPRConfig, EpochTriplets, load_checkpoint, train_bpr
+from spotify_assets.train.knn import top_k_neighbors
+from spotify_assets.train.negatives import InteractionSet
+from spotify_assets.train.song_ranker import CandidateBatches, SongRankerConfig
+from spotify_assets.train.song_scoring import SongSignals
+from spotify_assets.split.interactions import training_interactions
+from spotify_assets.split.ownership import assign_ownership
+from spotify_assets.split.users import TEST, TRAIN, VAL, split_users
 from spotify_assets_tests.test_label_split_assets import CHAIN, run_chain
 
 

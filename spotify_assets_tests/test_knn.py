@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spotify_assets.models.knn import (
+from spotify_assets.train.knn import (
     Neighbors,
     brute_force_neighbors,
     knn_scores,

@@ -18,8 +18,8 @@ from spotify_assets.defs.resources import build_resources
 from spotify_assets.defs.split.assets import eval_batches, playlist_ownership, training_interactions, user_splits
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
-from spotify_assets.labeling import label_users
-from spotify_assets.matrices import load_csr
+from spotify_assets.label.driver import label_users
+from spotify_assets.prepare.matrices import load_csr
 from spotify_assets.resources import PipelineSettings
 
 CHAIN = [mpd_slice_tables, entp_listens, msd_songs, *sql_model_assets, song_catalog, interaction_matrices,

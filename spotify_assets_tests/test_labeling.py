@@ -8,20 +8,12 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spotify_assets.labeling import (
-    BlockLabeler,
-    OwnershipCandidates,
-    seed_ownership,
-    dense_reference,
-    exploration_coefficients,
-    label_block,
-    label_users,
-    liked_counts,
-    merge_label_files,
-    merge_labels,
-    ownership_candidates_reference,
-    subsample_keys,
-)
+from spotify_assets.label.driver import seed_ownership, label_users
+from spotify_assets.label.kernel import BlockLabeler, label_block
+from spotify_assets.label.labels import merge_label_files, merge_labels
+from spotify_assets.label.ownership import OwnershipCandidates
+from spotify_assets.label.reference import dense_reference, ownership_candidates_reference
+from spotify_assets.label.scores import exploration_coefficients, liked_counts, subsample_keys
 
 
 def _random_binary(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_matrix:

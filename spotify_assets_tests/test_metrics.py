@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spotify_assets.metrics import (
+from spotify_assets.evaluate.metrics import (
     EvalBatch,
     full_ranking_metrics,
     metrics_from_tie_counts,

@@ -9,14 +9,14 @@ import duckdb
 import numpy as np
 import pytest
 
-from spotify_assets.catalog import build_song_catalog
+from spotify_assets.prepare.catalog import build_song_catalog
 from spotify_assets.defs.ingest.assets import entp_listens, mpd_slice_tables, msd_songs
 from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.prepare.assets import interaction_matrices, song_catalog
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
-from spotify_assets.matrices import binary_csr, downscale_mask, load_csr
+from spotify_assets.prepare.matrices import binary_csr, downscale_mask, load_csr
 
 
 def test_binary_csr_collapses_duplicates_to_ones() -> None:

@@ -30,7 +30,7 @@ from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
-from spotify_assets.models.bpr import BPRNet, read_checkpoint, save_checkpoint
+from spotify_assets.train.bpr import BPRNet, read_checkpoint, save_checkpoint
 from spotify_assets.resources import PROJECT_ROOT, ArtifactStore, ExperimentTracker
 
 SOURCE = PROJECT_ROOT / "spotify_assets"

@@ -22,7 +22,8 @@ from spotify_assets.serving.index import (
     tune_search_k,
 )
 from spotify_assets.serving.recommender import popularity_fallback, search_excluding
-from spotify_assets.splits import TEST, TRAIN, VAL, feedback_triplets
+from spotify_assets.split.feedback import feedback_triplets
+from spotify_assets.split.users import TEST, TRAIN, VAL
 
 
 def clustered(n: int, d: int, seed: int) -> np.ndarray:

@@ -11,14 +11,17 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from spotify_assets.evaluate import RankingTask, evaluate_full, knn_scorer, popularity_scorer, ranking_tasks
-from spotify_assets.labeling import exploration_coefficients, label_users
-from spotify_assets.models.baselines import popularity_scores
-from spotify_assets.models.knn import top_k_neighbors
-from spotify_assets.models.sampling import InteractionSet
-from spotify_assets.models.song_ranker import CandidateBatches, RankerNet, SongRankerConfig, train_song_ranker
-from spotify_assets.models.song_scoring import FEATURES, NON_CANDIDATE, SongRanker, SongSignals
-from spotify_assets.splits import assign_ownership, split_users, training_interactions
+from spotify_assets.evaluate.tasks import RankingTask, evaluate_full, knn_scorer, popularity_scorer, ranking_tasks
+from spotify_assets.label.driver import label_users
+from spotify_assets.label.scores import exploration_coefficients
+from spotify_assets.train.baselines import popularity_scores
+from spotify_assets.train.knn import top_k_neighbors
+from spotify_assets.train.negatives import InteractionSet
+from spotify_assets.train.song_ranker import CandidateBatches, RankerNet, SongRankerConfig, train_song_ranker
+from spotify_assets.train.song_scoring import FEATURES, NON_CANDIDATE, SongRanker, SongSignals
+from spotify_assets.split.interactions import training_interactions
+from spotify_assets.split.ownership import assign_ownership
+from spotify_assets.split.users import split_users
 
 
 @dataclass(frozen=True)

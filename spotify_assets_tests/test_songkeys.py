@@ -2,7 +2,7 @@
 
 import pytest
 
-from spotify_assets.songkeys import (
+from spotify_assets.prepare.songkeys import (
     canonical_song_key,
     canonical_song_keys,
     is_empty_key,

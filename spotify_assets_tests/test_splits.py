@@ -6,29 +6,20 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spotify_assets.labeling import dense_reference, exploration_coefficients, label_users
-from spotify_assets.splits import (
-    TEST,
-    TRAIN,
-    VAL,
-    EvalBatch,
-    assign_ownership,
+from spotify_assets.label.driver import label_users
+from spotify_assets.label.reference import dense_reference
+from spotify_assets.label.scores import exploration_coefficients
+from spotify_assets.split.checks import (
     check_eval_batches_valid,
     check_liked_counts,
     check_no_split_overlap,
     check_ownership_valid,
     check_triplets_valid,
-    downscale_users,
-    eval_batches_reference,
-    ownership_gini,
-    ownership_reference,
-    sample_eval_batches,
-    sample_triplets,
-    split_sizes,
-    split_users,
-    triplets_reference,
-    usable_hard_pools,
 )
+from spotify_assets.split.ownership import assign_ownership, ownership_gini, ownership_reference
+from spotify_assets.split.reference import eval_batches_reference, triplets_reference
+from spotify_assets.split.sampling import EvalBatch, sample_eval_batches, sample_triplets, usable_hard_pools
+from spotify_assets.split.users import TEST, TRAIN, VAL, downscale_users, split_sizes, split_users
 
 N_USERS, N_PLAYLISTS = 400, 600
 

@@ -10,7 +10,7 @@ import pytest
 from spotify_assets import checks
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices, load_entp_triplets, load_mpd_slice, load_msd_songs
-from spotify_assets.sqlmodels import discover_models, materialize_model, parse_model, upstream_tables
+from spotify_assets.sql.models import discover_models, materialize_model, parse_model, upstream_tables
 
 
 def test_upstream_tables_excludes_ctes_and_finds_joins() -> None:
@@ -100,7 +100,7 @@ def test_checks_catch_broken_tables(con) -> None:
 def test_replace_tables_is_all_or_nothing(con) -> None:
     import pyarrow as pa
 
-    from spotify_assets.metadata import replace_tables
+    from spotify_assets.defs.metadata import replace_tables
 
     replace_tables(con, {"a": pa.table({"x": [1, 2]}), "b": pa.table({"y": ["u"]})})
     assert con.execute("SELECT sum(x) FROM a").fetchall()[0][0] == 3

@@ -30,7 +30,7 @@ from dagster_dask import dask_executor
 
 import spotify_assets.definitions as local_location
 from spotify_assets.defs.label.assets import static_liked_playlists
-from spotify_assets.deployment import with_executor
+from spotify_assets.defs.deployment import with_executor
 
 LIKED = dg.AssetKey("liked_playlists")
 LABEL_SHARDS = int(os.environ.get("SPOTIFY_ASSETS_DASK_LABEL_SHARDS", "8"))

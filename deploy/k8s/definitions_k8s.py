@@ -31,7 +31,7 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 
 import spotify_assets.definitions as local_location
-from spotify_assets.deployment import with_executor
+from spotify_assets.defs.deployment import with_executor
 from spotify_assets.resources import DUCKDB_OP_TAGS
 
 _DUCKDB_KEY, _DUCKDB_VALUE = next(iter(DUCKDB_OP_TAGS.items()))

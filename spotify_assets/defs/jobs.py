@@ -3,7 +3,7 @@
 import dagster as dg
 
 from spotify_assets.resources import DUCKDB_OP_TAGS
-from spotify_assets.runconfig import validating_multiprocess_executor
+from spotify_assets.defs.runconfig import validating_multiprocess_executor
 
 # DuckDB allows one writing process per database file. Steps that open the warehouse are
 # tagged (DUCKDB_OP_TAGS) and run one at a time; everything else runs in parallel.

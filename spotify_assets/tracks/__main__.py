@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from spotify_assets.metadata import markdown_table
+from spotify_assets.defs.metadata import markdown_table
 from spotify_assets.resources import default_data_dir
 from spotify_assets.tracks.similar import TRACK_INDEX, find_tracks, load_embeddings, similar_table
 

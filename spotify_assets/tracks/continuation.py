@@ -387,7 +387,7 @@ def als_rank(train: sp.csr_matrix, seeds: np.ndarray, k: int, factors: int = 64,
     The query playlists' seed tracks are appended to ``train`` (P, T) as extra rows, as the
     challenge's participants did, so every query gets its own factors from the same fit.
     """
-    from spotify_assets.models.baselines import train_als
+    from spotify_assets.train.baselines import train_als
 
     seeds = np.asarray(seeds, dtype=np.int64)
     n_p, n_t = train.shape

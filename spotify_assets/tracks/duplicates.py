@@ -1,6 +1,6 @@
 """Duplicate tracks: the same song published under several track URIs. No Dagster imports.
 
-Candidates share a *canonical* song key (:func:`spotify_assets.songkeys.canonical_song_keys`:
+Candidates share a *canonical* song key (:func:`spotify_assets.prepare.songkeys.canonical_song_keys`:
 case, accents, spacing, version suffixes such as " - Radio Edit", " - Remastered 2011" and
 "(feat. X)" removed; a bracketed "(… Remix)" is kept, since a remix is another recording).
 The embedding then gives evidence: a pair whose cosine is above what ``null_quantile`` of
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spotify_assets.songkeys import canonical_song_keys
+from spotify_assets.prepare.songkeys import canonical_song_keys
 
 __all__ = [
     "CONFIRMED",

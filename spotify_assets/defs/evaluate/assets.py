@@ -34,7 +34,7 @@ from spotify_assets.contract import (
 )
 from spotify_assets.defs.split.assets import held_out_tasks, load_interactions
 from spotify_assets.defs.train.assets import load_neighbors, read_summary
-from spotify_assets.evaluate import (
+from spotify_assets.evaluate.tasks import (
     SEGMENTS,
     block_scorer,
     evaluate_full,
@@ -45,11 +45,11 @@ from spotify_assets.evaluate import (
     popularity_scorer,
     random_scorer,
 )
-from spotify_assets.leaderboard import leaderboard_plot, leaderboard_rows, markdown_leaderboard, quality_gate
-from spotify_assets.metadata import markdown_table, peak_rss_mb, png_metadata, replace_tables, table_metadata
-from spotify_assets.models.baselines import Oracle
-from spotify_assets.models.bpr import read_checkpoint
-from spotify_assets.models.song_scoring import SongRanker, SongSignals
+from spotify_assets.evaluate.leaderboard import leaderboard_plot, leaderboard_rows, markdown_leaderboard, quality_gate
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, png_metadata, replace_tables, table_metadata
+from spotify_assets.train.baselines import Oracle
+from spotify_assets.train.bpr import read_checkpoint
+from spotify_assets.train.song_scoring import SongRanker, SongSignals
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 
 EVALUATE = "evaluate"

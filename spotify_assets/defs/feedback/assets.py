@@ -7,10 +7,10 @@ import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.contract import LABELS, OWNERSHIP, SPLITS
-from spotify_assets.metadata import markdown_table
+from spotify_assets.defs.metadata import markdown_table
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore
 from spotify_assets.feedback import FEEDBACK_POSITIVES, training_pairs
-from spotify_assets.splits import TRAIN
+from spotify_assets.split.users import TRAIN
 
 FEEDBACK_GROUP = "feedback"
 

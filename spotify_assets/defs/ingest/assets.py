@@ -10,7 +10,7 @@ import dagster as dg
 from spotify_assets.defs.ingest import checks as ingest_checks
 from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.ingest import InputFormatError, LoadResult, load_entp_triplets, load_mpd_slices, load_msd_songs
-from spotify_assets.metadata import markdown_table, table_metadata
+from spotify_assets.defs.metadata import markdown_table, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse, RawInputs
 
 INGEST = "ingest"

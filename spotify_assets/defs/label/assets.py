@@ -13,16 +13,12 @@ from pydantic import Field, field_validator
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.labeling import (
-    block_ranges,
-    exploration_coefficients,
-    label_users,
-    merge_label_files,
-    merge_labels,
-    resolve_device,
-)
+from spotify_assets.label.driver import block_ranges, label_users
+from spotify_assets.label.labels import merge_label_files, merge_labels
+from spotify_assets.label.scores import exploration_coefficients
+from spotify_assets.label.torch_kernel import resolve_device
 from spotify_assets.contract import EXPLORATION, LABEL_SHARDS, LABELS, PLAYLIST_SONG, SONG_COUNTS, USER_SONG, deps
-from spotify_assets.metadata import markdown_table, peak_rss_mb
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 
 LABEL = "label"

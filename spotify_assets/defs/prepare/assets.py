@@ -8,9 +8,9 @@ import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.contract import PLAYLIST_SONG, SONG_COUNTS, USER_SONG
-from spotify_assets.catalog import build_song_catalog
-from spotify_assets.matrices import load_interactions, save_csr
-from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
+from spotify_assets.prepare.catalog import build_song_catalog
+from spotify_assets.prepare.matrices import load_interactions, save_csr
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
     DUCKDB_POOL,

@@ -15,8 +15,8 @@ from pydantic import Field, field_validator
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.split.assets import load_interactions
 from spotify_assets.contract import ALS, BPR_CHECKPOINT, POPULARITY
-from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
-from spotify_assets.models.bpr import load_checkpoint
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
+from spotify_assets.train.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.serving.index import augment_for_bias, build_annoy, load_annoy, measure_recall, tune_search_k
 from spotify_assets.serving.recommender import (

@@ -24,25 +24,18 @@ from spotify_assets.contract import (
     SPLITS,
     deps,
 )
-from spotify_assets.evaluate import RankingTask, ranking_tasks
-from spotify_assets.labeling import OwnershipCandidates, liked_counts
-from spotify_assets.metadata import markdown_table, peak_rss_mb
+from spotify_assets.evaluate.tasks import RankingTask, ranking_tasks
+from spotify_assets.label.ownership import OwnershipCandidates
+from spotify_assets.label.scores import liked_counts
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 from spotify_assets.feedback import load_feedback_positives
-from spotify_assets.splits import (
-    TEST,
-    TRAIN,
-    VAL,
-    assign_ownership,
-    check_eval_batches_valid,
-    check_interactions_hold_out,
-    check_ownership_valid,
-    check_no_split_overlap,
-    ownership_gini,
-    sample_eval_batches,
-    split_users,
-)
-from spotify_assets.splits import training_interactions as training_interactions_from
+from spotify_assets.split.checks import check_eval_batches_valid, check_ownership_valid, check_no_split_overlap
+from spotify_assets.split.interactions import check_interactions_hold_out
+from spotify_assets.split.ownership import assign_ownership, ownership_gini
+from spotify_assets.split.sampling import sample_eval_batches
+from spotify_assets.split.users import TEST, TRAIN, VAL, split_users
+from spotify_assets.split.interactions import training_interactions as training_interactions_from
 
 SPLIT = "split"
 #: what the eval-batch sampler reads of labels.npz (not the scores or the ownership candidates)
@@ -276,7 +269,7 @@ def load_interactions(artifacts: ArtifactStore) -> sp.csr_matrix:
 
 def held_out_tasks(artifacts: ArtifactStore, interactions: sp.csr_matrix | None = None,
                    min_positives: int = 5) -> tuple[RankingTask, RankingTask]:
-    """The validation and test full-ranking tasks (:func:`spotify_assets.evaluate.ranking_tasks`)
+    """The validation and test full-ranking tasks (:func:`spotify_assets.evaluate.tasks.ranking_tasks`)
     from the stored labels, splits and training interactions."""
     labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists")
     stored = artifacts.read(SPLITS, "split", "cold")

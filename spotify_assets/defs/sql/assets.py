@@ -11,9 +11,9 @@ import dagster as dg
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets import checks
-from spotify_assets.metadata import table_metadata
+from spotify_assets.defs.metadata import table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse
-from spotify_assets.sqlmodels import SqlModel, discover_models, materialize_model
+from spotify_assets.sql.models import SqlModel, discover_models, materialize_model
 
 
 def _check_specs(model: SqlModel) -> list[dg.AssetCheckSpec]:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.tracks import continuation as cont
 from spotify_assets.tracks.duplicates import (

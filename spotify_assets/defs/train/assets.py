@@ -38,10 +38,10 @@ from spotify_assets.contract import (
     deps,
 )
 from spotify_assets.defs.split.assets import held_out_tasks, load_interactions
-from spotify_assets.evaluate import RankingTask, evaluate_full, factor_scorer
-from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
-from spotify_assets.models.baselines import als_sweep, popularity_scores
-from spotify_assets.models.bpr import (
+from spotify_assets.evaluate.tasks import RankingTask, evaluate_full, factor_scorer
+from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
+from spotify_assets.train.baselines import als_sweep, popularity_scores
+from spotify_assets.train.bpr import (
     BPR_NEGATIVES,
     COMPILE_MODES,
     BPRConfig,
@@ -50,9 +50,9 @@ from spotify_assets.models.bpr import (
     save_checkpoint,
     train_bpr,
 )
-from spotify_assets.models.knn import Neighbors, fold_in, top_k_neighbors
-from spotify_assets.models.song_ranker import SongRankerConfig, train_song_ranker
-from spotify_assets.models.song_scoring import FEATURES, SongSignals
+from spotify_assets.train.knn import Neighbors, fold_in, top_k_neighbors
+from spotify_assets.train.song_ranker import SongRankerConfig, train_song_ranker
+from spotify_assets.train.song_scoring import FEATURES, SongSignals
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
     DUCKDB_POOL,
@@ -62,7 +62,8 @@ from spotify_assets.resources import (
     PipelineSettings,
 )
 from spotify_assets.feedback import load_feedback_positives
-from spotify_assets.splits import feedback_triplets, sample_triplets
+from spotify_assets.split.feedback import feedback_triplets
+from spotify_assets.split.sampling import sample_triplets
 
 TRAIN_GROUP = "train"
 

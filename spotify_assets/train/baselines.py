@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from spotify_assets.labeling import score_pairs
+from spotify_assets.label.scores import score_pairs
 
 
 def popularity_scores(train_positives: sp.csr_matrix) -> np.ndarray:
     """float32 (n_playlists,): the number of users who like each playlist in train.
 
     train_positives : (n_users, n_playlists) CSR, non-zero = liked in train (values ignored).
-    Equal counts are real ties (see the tie rules in :mod:`spotify_assets.metrics`).
+    Equal counts are real ties (see the tie rules in :mod:`spotify_assets.evaluate.metrics`).
     """
     train_positives = sp.csr_matrix(train_positives)
     train_positives.eliminate_zeros()

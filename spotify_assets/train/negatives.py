@@ -2,7 +2,7 @@
 
 Everything a model trains on comes from one (n_users, n_playlists) binary CSR, the
 *training interactions*: train-split likes, feedback likes and owned playlists
-(:func:`spotify_assets.splits.training_interactions`). Negatives are playlists outside a
+(:func:`spotify_assets.split.training_interactions`). Negatives are playlists outside a
 user's interactions, re-drawn every epoch:
 
 ``"uniform"``

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from spotify_assets.evaluate import SEGMENTS
+from spotify_assets.evaluate.tasks import SEGMENTS
 
 COLUMNS = ("model", "split", "segment", "users", "recall@10", "recall@50", "ndcg@10", "oracle_gap_closed",
            "sampled_mrr", "sampled_hit@10", "train_seconds", "leak_free")

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from spotify_assets.metrics import average_per_user, full_ranking_per_user, sampled_metrics
-from spotify_assets.models.baselines import Oracle, factor_candidate_scores, random_scores
-from spotify_assets.models.knn import Neighbors, knn_scores, knn_scores_sparse
-from spotify_assets.splits import TEST, VAL, pairs_matrix, split_pairs
+from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user, sampled_metrics
+from spotify_assets.train.baselines import Oracle, factor_candidate_scores, random_scores
+from spotify_assets.train.knn import Neighbors, knn_scores, knn_scores_sparse
+from spotify_assets.split.users import TEST, VAL, pairs_matrix, split_pairs
 
 #: stream of the seeded user samples of the ranking tasks (see :func:`ranking_tasks`)
 _STREAM_TASK_USERS = 0x1EAD

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from spotify_assets.songkeys import canonical_song_key, plain_song_key
+from spotify_assets.prepare.songkeys import canonical_song_key, plain_song_key
 
 
 @dataclass(frozen=True)

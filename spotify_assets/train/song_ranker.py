@@ -14,10 +14,10 @@ Playlists outside the candidates follow, ordered by popularity.
 
 Training sees only the training interactions (positives) and the song matrices; negatives
 are drawn every epoch uniformly from the user's candidates outside their interactions (with
-the same :class:`~spotify_assets.models.sampling.InteractionSet` as BPR), with the BPR loss.
+the same :class:`~spotify_assets.train.negatives.InteractionSet` as BPR), with the BPR loss.
 Early stopping and the kept weights follow validation full-ranking Recall@10.
 
-Scoring is plain numpy (:class:`~spotify_assets.models.song_scoring.SongRanker`, in a module
+Scoring is plain numpy (:class:`~spotify_assets.train.song_scoring.SongRanker`, in a module
 without torch), so the service can serve the model; :class:`RankerNet` is the torch twin used
 for training and a test checks they agree.
 """
@@ -36,10 +36,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from spotify_assets.evaluate import RankingTask
-from spotify_assets.metrics import average_per_user, full_ranking_per_user
-from spotify_assets.models.sampling import InteractionSet, epoch_rng
-from spotify_assets.models.song_scoring import FEATURES, SongRanker, SongSignals
+from spotify_assets.evaluate.tasks import RankingTask
+from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
+from spotify_assets.train.negatives import InteractionSet, epoch_rng
+from spotify_assets.train.song_scoring import FEATURES, SongRanker, SongSignals
 
 _STREAM_RANKER = 0x5A9
 

@@ -6,7 +6,7 @@ regularized).
 
 Data: the training interactions (train likes, feedback likes, owned playlists; one binary
 CSR) and nothing else. Every epoch draws a seeded permutation of the positives and fresh
-negatives for them (:class:`EpochTriplets`, modes in :mod:`spotify_assets.models.sampling`):
+negatives for them (:class:`EpochTriplets`, modes in :mod:`spotify_assets.train.negatives`):
 uniform or popularity-weighted over the playlists outside the user's interactions, or mined
 from the model's own ranking ("hard": of ``hard_candidates`` uniform draws, the one the
 current weights score highest). No per-sample ``__getitem__``, no triplet tensor kept
@@ -39,7 +39,7 @@ scatter-add uses atomics, which makes runs differ in the last bits. Compiling ta
 the eager step with a warning.
 
 Validation: full-ranking Recall@10 and NDCG@10 of a validation
-:class:`~spotify_assets.evaluate.RankingTask` (every playlist ranked except the user's
+:class:`~spotify_assets.evaluate.tasks.RankingTask` (every playlist ranked except the user's
 interactions; answers: validation positives) every ``val_every`` epochs; ``EarlyStopping``
 on Recall@10 (mode max) and :class:`BestWeightsCheckpoint`, which writes the best weights
 atomically as a plain tensor dict with the hyperparameters, readable with
@@ -68,9 +68,9 @@ import torch
 from torch import nn
 
 from spotify_assets.atomic import remove_stale_temps
-from spotify_assets.evaluate import RankingTask
-from spotify_assets.metrics import average_per_user, full_ranking_per_user
-from spotify_assets.models.sampling import (
+from spotify_assets.evaluate.tasks import RankingTask
+from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
+from spotify_assets.train.negatives import (
     NEGATIVE_MODES,
     InteractionSet,
     NegativeSampler,
@@ -242,7 +242,7 @@ class EpochTriplets(torch.utils.data.IterableDataset):
     negative) for "uniform"/"popularity"; for "hard", (n, 3 + K): the user, the positive,
     an exact uniform fallback negative, then K unchecked uniform candidates, of which the
     training step keeps the one its current weights score highest
-    (:func:`~spotify_assets.models.sampling.hardest_candidates`).
+    (:func:`~spotify_assets.train.negatives.hardest_candidates`).
     """
 
     def __init__(self, interactions: InteractionSet, users: np.ndarray, playlists: np.ndarray, config: BPRConfig,
@@ -420,7 +420,7 @@ def use_compiled_update(config: BPRConfig, n_triplets: int, device: str) -> bool
 class BPRModule(pl.LightningModule):
     """Lightning wrapper of :class:`BPRNet`: one shared :meth:`step` (BPR loss of a
     triplet batch), the fused SGD path with optional hard-negative mining, and full-ranking
-    validation (Recall@10, NDCG@10) on a :class:`~spotify_assets.evaluate.RankingTask`."""
+    validation (Recall@10, NDCG@10) on a :class:`~spotify_assets.evaluate.tasks.RankingTask`."""
 
     def __init__(self, n_users: int, n_playlists: int, config: BPRConfig, n_triplets: int = 0,
                  interactions: InteractionSet | None = None, validation: RankingTask | None = None):

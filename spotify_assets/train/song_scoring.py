@@ -1,5 +1,5 @@
 """Scoring with the song-aware ranker: numpy only (no torch, no Dagster), so the service can
-load and serve it. Training lives in :mod:`spotify_assets.models.song_ranker`.
+load and serve it. Training lives in :mod:`spotify_assets.train.song_ranker`.
 
 Candidates of a user are the playlists sharing at least one song with them (one sparse
 product); each candidate pair gets the features in :data:`FEATURES`, and the ranker's MLP
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from spotify_assets.models.knn import Neighbors, knn_scores_sparse
+from spotify_assets.train.knn import Neighbors, knn_scores_sparse
 
 #: the pair features, in column order
 FEATURES: tuple[str, ...] = (

@@ -1,1 +1,0 @@
-"""Ranking models: BPR (PyTorch Lightning), user-KNN and the baselines."""
