@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from dagster._core.utils import make_new_run_id
 
-from spotify_assets.automation import runs_in_flight
+from spotify_assets.automation import folded_feedback_id, runs_in_flight
 from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.ingest.sensors import mpd_slice_sensor
 from spotify_assets.defs.resources import build_resources
@@ -235,3 +235,32 @@ def test_nightly_retrain_skips_models_automation_already_rebuilt() -> None:
         tick = _nightly(instance)
         assert not tick.run_requests and chain.run_id[:8] in tick.skip_message
 
+
+def test_feedback_retrain_skips_rows_a_chain_already_folded_in(tmp_path: Path) -> None:
+    from spotify_assets.resources import FeedbackStore
+    from spotify_assets.serving.feedback import FeedbackLog
+
+    store = FeedbackStore(path=str(tmp_path / "feedback.sqlite"), retrain_threshold=3)
+    log = FeedbackLog(store.path)
+    for pid in range(4):
+        log.add("someone", pid, [pid, pid + 100])
+    sensor = project_defs.resolve_sensor_def("feedback_retrain_sensor")
+
+    def tick(instance, cursor=None):
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"feedback": store}))
+
+    with dg.instance_for_test() as instance:
+        # an automated chain rebuilt feedback_positives (and the models) with rows 1..4
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "feedback_positives", metadata={"up_to_feedback_id": 4}))
+        assert folded_feedback_id(instance) == 4
+        first = tick(instance)
+        assert not first.run_requests and "0 new feedback rows" in first.skip_message
+        for pid in range(4, 7):
+            log.add("someone", pid, [pid, pid + 100])
+        chain = _run_in_flight(instance, "__ASSET_JOB", **{"dagster/from_automation_condition": "true"})
+        waiting = tick(instance)
+        assert not waiting.run_requests and chain.run_id[:8] in waiting.skip_message
+        _finish(instance, chain)
+        ready = tick(instance)
+        assert [r.run_key for r in ready.run_requests] == ["feedback-up-to-7"]
