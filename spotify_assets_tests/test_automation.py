@@ -264,3 +264,27 @@ def test_feedback_retrain_skips_rows_a_chain_already_folded_in(tmp_path: Path) -
         _finish(instance, chain)
         ready = tick(instance)
         assert [r.run_key for r in ready.run_requests] == ["feedback-up-to-7"]
+
+
+def test_a_slice_that_fails_its_checks_stops_the_chain_at_both_tables(tiny_raw: Path, tmp_path: Path) -> None:
+    """Regression (found by the daemon test): a slice with two tracks at one position failed
+    tracks_consistent on mpd_playlist_tracks only, so automation still rebuilt stg_playlists and
+    the serving assets from mpd_playlists. A slice's two tables pass or fail their checks together."""
+    from spotify_assets.defs.ingest.assets import mpd_slice_tables
+
+    shutil.copytree(tiny_raw, tmp_path / "raw")
+    path = tmp_path / "raw" / "mpd" / SLICES[0]
+    document = json.loads(path.read_text())
+    document["playlists"][3]["tracks"][1]["pos"] = document["playlists"][3]["tracks"][0]["pos"]
+    path.write_text(json.dumps(document))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(mpd_slices.name, SLICES)
+        _report(instance, GRAPH.get_all_asset_keys())
+        _, cursor = _requested(instance, None)
+        result = dg.materialize([mpd_slice_tables], resources=build_resources(tmp_path), instance=instance,
+                                partition_key=SLICES[0], raise_on_error=False)
+        assert not result.success  # the blocking check fails the load, visibly
+        failed = {(c.asset_key.to_user_string(), c.check_name) for c in result.get_asset_check_evaluations() if not c.passed}
+        assert failed == {("mpd_playlists", "tracks_consistent"), ("mpd_playlist_tracks", "tracks_consistent")}
+        requested, _ = _requested(instance, cursor)
+        assert requested == set()

@@ -48,7 +48,7 @@ def _load_metadata(result: LoadResult) -> dict[str, dg.MetadataValue]:
             kinds={"duckdb", "json"},
         ),
     ],
-    check_specs=[ingest_checks.MPD_PIDS_UNIQUE, ingest_checks.MPD_TRACKS_CONSISTENT],
+    check_specs=ingest_checks.MPD_CHECKS,
     partitions_def=mpd_slices,
     # A range of slices (e.g. every slice, from the CLI) runs in one step; each slice is
     # still its own transaction.
