@@ -4,10 +4,11 @@ Every loader validates before it touches the warehouse and replaces its rows ins
 transaction, so a bad file fails with an :class:`InputFormatError` naming the file and the
 record/line, and whatever was loaded before stays exactly as it was.
 
-Formats (DESIGN §1):
+Formats (as the public datasets ship them):
 
 * MPD slice ``mpd.slice.<start>-<end>.json[.gz]``: one pretty-printed JSON object
-  ``{"info": {...}, "playlists": [...]}``; ``collaborative`` is the *string* "true"/"false".
+  ``{"info": {...}, "playlists": [...]}``; ``collaborative`` is the *string* "true"/"false";
+  the playlists' pids lie in ``<start>..<end>``; a slice is never empty.
 * ENTP ``train_triplets.txt[.gz]``: ``user_id \\t song_id \\t play_count``, no header.
 * MSD ``unique_tracks.txt`` (``<SEP>``-separated, not guaranteed UTF-8), ``song_data.csv``
   (header, quoted fields, maybe CRLF) and ``sid_mismatches.txt``.
