@@ -943,3 +943,24 @@ def test_duckdb_error_quoting_a_cut_utf8_character_is_an_input_error(mpd) -> Non
         "name": "", "pid": 0, "modified_at": 0, "num_tracks": 0, "num_albums": 0, "num_followers": 0,
         "num_edits": 0, "duration_ms": 0, "num_artists": 0, "tracks": {'000000000"\x1f\x1f\x1f\x1f\x1f\x1f\x80': None}}]}
     assert check_mpd(con, path, dump(doc), "mpd_regressions") == "rejected"
+
+
+@pytest.mark.parametrize("reader", [read_sid_mismatches, read_unique_tracks])
+def test_text_that_starts_like_gzip_is_an_input_error(tmp_path: Path, reader) -> None:
+    """Regression (found by the fuzz run after gzip became recognised by its magic bytes): a
+    text file starting with 0x1f 0x8b raised EOFError from the gzip reader."""
+    path = tmp_path / "sid_mismatches.txt"
+    path.write_bytes(b"\x1f\x8b")
+    with pytest.raises(InputFormatError) as err:
+        reader(path)
+    assert err.value.where == "gzip" and str(path) in str(err.value)
+
+
+def test_a_blank_first_line_sets_the_line_ending(tmp_path: Path) -> None:
+    """Regression (found by the fuzz run): "\\r0\\t0\\t1\\n" (a blank line ended by \\r, then one
+    ended by \\n) was refused by DuckDB with no line named; the ending of line 2 differs."""
+    con = duckdb.connect()
+    assert check_entp(con, tmp_path / "train_triplets.txt", b"\r0\t0\t1\n", "entp_fixed") == "rejected"
+    with pytest.raises(InputFormatError) as err:
+        load_entp_triplets(con, tmp_path / "train_triplets.txt")
+    assert err.value.where == "line 2" and "mixed line endings" in err.value.problem
