@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m spotify_assets.mpd_partitions",
         description="Register MPD slice files as dynamic partitions in $DAGSTER_HOME and print "
-        "the JSON run tags (partition range) that make `dagster job execute` load all of them.",
+        "the JSON run tags (partition range) that make `dagster job execute` load all of them. "
+        "A slice whose file is gone is dropped: its rows are deleted from the warehouse "
+        "($SPOTIFY_ASSETS_DUCKDB or <data>/warehouse/spotify.duckdb) in one transaction, then its partition.",
     )
     parser.add_argument(
         "--mpd-dir",
