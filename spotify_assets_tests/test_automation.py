@@ -143,6 +143,17 @@ def test_automation_sensor_is_on_by_default_and_targets_every_derived_asset() ->
     assert sensor.asset_selection.resolve(GRAPH) >= automated
 
 
+def test_automation_on_a_fresh_instance_requests_nothing() -> None:
+    """A fresh DAGSTER_HOME in front of an existing warehouse knows no materialization: the
+    assets are missing, not newly missing, so automation starts no full recompute (the slice
+    sensor requests nothing either, see above); a run by hand rebuilds what is wanted."""
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(mpd_slices.name, SLICES)
+        requested, cursor = _requested(instance, None)
+        assert requested == set()
+        assert _requested(instance, cursor)[0] == set()
+
+
 @pytest.mark.slow  # ten evaluations of every automation condition (~40 s on an idle 2-core machine)
 def test_one_chain_after_a_burst_and_none_while_a_run_is_in_flight() -> None:
     with dg.instance_for_test() as instance:
