@@ -239,7 +239,7 @@ def test_nightly_retrain_skips_models_automation_already_rebuilt() -> None:
         tick = _nightly(instance)
         assert not tick.run_requests and "newer than their inputs" in tick.skip_message
         # new training data that automation has not (yet) trained on: the nightly run goes ahead
-        _report(instance, [dg.AssetKey("bpr_triplets")])
+        _report(instance, [dg.AssetKey("training_interactions")])
         assert len(_nightly(instance).run_requests) == 1
         # while a chain (or any run) is in flight it leaves the work to that run
         chain = _run_in_flight(instance, "__ASSET_JOB", **{"dagster/from_automation_condition": "true"})
@@ -249,12 +249,12 @@ def test_nightly_retrain_skips_models_automation_already_rebuilt() -> None:
 
 def test_feedback_retrain_skips_rows_a_chain_already_folded_in(tmp_path: Path) -> None:
     from spotify_assets.resources import FeedbackStore
-    from spotify_assets.serving.feedback import FeedbackLog
+    from spotify_assets.feedback import FeedbackLog
 
     store = FeedbackStore(path=str(tmp_path / "feedback.sqlite"), retrain_threshold=3)
     log = FeedbackLog(store.path)
     for pid in range(4):
-        log.add("someone", pid, [pid, pid + 100])
+        log.add("someone", pid, [pid, pid + 100], known_user=True)
     sensor = project_defs.resolve_sensor_def("feedback_retrain_sensor")
 
     def tick(instance, cursor=None):
@@ -268,7 +268,7 @@ def test_feedback_retrain_skips_rows_a_chain_already_folded_in(tmp_path: Path) -
         first = tick(instance)
         assert not first.run_requests and "0 new feedback rows" in first.skip_message
         for pid in range(4, 7):
-            log.add("someone", pid, [pid, pid + 100])
+            log.add("someone", pid, [pid, pid + 100], known_user=True)
         chain = _run_in_flight(instance, "__ASSET_JOB", **{"dagster/from_automation_condition": "true"})
         waiting = tick(instance)
         assert not waiting.run_requests and chain.run_id[:8] in waiting.skip_message
