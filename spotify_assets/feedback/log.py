@@ -73,6 +73,9 @@ SCHEMA = (
 # Columns added after the first release: older logs gain them on the next write (their rows keep NULL).
 ADDED_COLUMNS = {"known_user": "INTEGER", "model_version": "TEXT", "impression_id": "INTEGER"}
 TABLES = ("feedback", "impressions", "refusals")
+# like-rates join feedback to impressions, per model version and arm
+INDEXES = ("CREATE INDEX IF NOT EXISTS feedback_by_impression ON feedback (impression_id)",
+           "CREATE INDEX IF NOT EXISTS impressions_by_version ON impressions (model_version, arm, impression_id)")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class FeedbackLog:
                 for name, sql_type in ADDED_COLUMNS.items():
                     if name not in columns:
                         con.execute(f"ALTER TABLE feedback ADD COLUMN {name} {sql_type}")
+                for statement in INDEXES:
+                    con.execute(statement)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -260,6 +265,31 @@ class FeedbackLog:
                 if table in present:
                     marks[table] = int(con.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()[0])
         return marks
+
+    def like_counts(self, model_version: str, arm: str | None = None, since: float = 0.0,
+                    first: int | None = None, last: int | None = None) -> tuple[int, int]:
+        """(impressions, liked impressions) of ``model_version``: of one ``arm`` when given,
+        served at or after ``since`` (epoch seconds), only its ``first`` or ``last`` n
+        impressions when given. An impression is liked when a feedback row names it and likes
+        one of its playlists."""
+        if not self.path.exists():
+            return 0, 0
+        order, limit = ("DESC", last) if last is not None else ("ASC", first if first is not None else -1)
+        with self._reader() as con:
+            if "impressions" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+                return 0, 0
+            n, liked = con.execute(
+                f"""
+                WITH chosen AS (
+                    SELECT impression_id FROM impressions
+                    WHERE model_version = ? AND (? IS NULL OR arm = ?) AND served_at >= ?
+                    ORDER BY impression_id {order} LIMIT ?
+                )
+                SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM feedback f WHERE f.impression_id = c.impression_id
+                                                      AND f.liked_pid IS NOT NULL)), 0)
+                FROM chosen c
+                """, (model_version, arm, arm, float(since), int(limit))).fetchone()
+        return int(n), int(liked)
 
     def read(self, up_to_id: int | None = None) -> FeedbackRows:
         """Every like (``feedback_id <= up_to_id`` when given), oldest first; rows that liked

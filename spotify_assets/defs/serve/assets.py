@@ -5,6 +5,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -21,6 +22,7 @@ from spotify_assets.matrices import load_csr
 from spotify_assets.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.models.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
+from spotify_assets.serving.rollout import ROLLOUT, Rollout, deploy_bundle, read_rollout, write_rollout
 from spotify_assets.serving.index import augment_for_bias, build_annoy, load_annoy, measure_recall, tune_search_k
 from spotify_assets.serving.recommender import (
     BUNDLE,
@@ -494,3 +496,62 @@ def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifact
     metadata, report = _build_and_measure(context, artifacts, TRACK_INDEX, vectors, queries, "angular", config,
                                           settings.seed)
     return dg.MaterializeResult(metadata=metadata, check_results=[_recall_check("track_index", report)])
+
+
+class RolloutConfig(dg.Config):
+    candidate_share: float = Field(default=0.2, ge=0.0, le=1.0, description=(
+        "Share of users (by a stable hash of the user id) a new bundle serves as the canary candidate while the "
+        "champion serves the rest; canary_decision then promotes or rolls it back. 0 = no canary: a new bundle "
+        "replaces the champion at once."))
+
+
+@dg.asset(
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"json"},
+    deps=["recommendations"],
+)
+def serving_rollout(context: dg.AssetExecutionContext, config: RolloutConfig,
+                    artifacts: ArtifactStore) -> dg.MaterializeResult:
+    """Deploys the bundle the serve group just built (after its checks passed): an immutable copy
+    under ``serve/deployed/<bundle_id>/`` and ``serve/rollout.json``, which the service follows.
+    The first bundle becomes the champion; a later one becomes the canary candidate for
+    ``candidate_share`` of users (or replaces the champion when the share is 0). Re-deploying
+    the champion or the candidate changes nothing."""
+    root = artifacts.local_root()
+    artifacts.sync_down("serve")
+    built = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
+    rollout = read_rollout(root)
+    if rollout is not None and built["bundle_id"] in (rollout.champion.bundle_id,
+                                                      rollout.candidate.bundle_id if rollout.candidate else None):
+        action = f"{model_version(built)} is already deployed: nothing to do"
+    else:
+        deployed = deploy_bundle(root)
+        if rollout is None or config.candidate_share == 0.0:
+            replaced = None if rollout is None else rollout.champion.version
+            base = rollout or Rollout(champion=deployed)
+            rollout = replace(base, champion=deployed, candidate=None, candidate_share=0.0).with_event(
+                "deployed as champion", version=deployed.version, replaced=replaced)
+            action = f"{deployed.version} deployed as the champion" + (f" (replacing {replaced})" if replaced else "")
+        else:
+            superseded = rollout.candidate.version if rollout.candidate else None
+            rollout = replace(rollout, candidate=deployed, candidate_share=config.candidate_share).with_event(
+                "deployed as candidate", version=deployed.version, share=config.candidate_share,
+                superseded=superseded)
+            action = (f"{deployed.version} deployed as the canary candidate for {config.candidate_share:.0%} of users"
+                      + (f" (superseding candidate {superseded})" if superseded else ""))
+        write_rollout(root, rollout)
+        artifacts.publish(*ROLLOUT)
+    context.log.info(action)
+    return dg.MaterializeResult(metadata={
+        "action": action,
+        "champion": rollout.champion.version,
+        "candidate": rollout.candidate.version if rollout.candidate else "none",
+        "candidate_share": rollout.candidate_share,
+        "rollout": dg.MetadataValue.path(str(root.joinpath(*ROLLOUT))),
+        "history": dg.MetadataValue.md(markdown_table(_history_rows(rollout))),
+    })
+
+
+def _history_rows(rollout: Rollout, last: int = 10) -> list[dict]:
+    return [{"at (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])), "event": e["event"],
+             "details": ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)}
+            for e in rollout.history[-last:]]
