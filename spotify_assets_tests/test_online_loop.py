@@ -157,3 +157,53 @@ def test_canary_promotes_a_better_candidate_and_rolls_back_a_worse_one(service) 
                                "FROM simulated_requests").fetchone()
     assert decisions == [("promote", ranker), ("roll back", als)]
     assert requests[0] > 0 and requests[2] == 0
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+PAGE_ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "page"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
+def test_page_in_chromium_recommends_and_stores_a_like(service) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    data_dir, start = service
+    _deploy(data_dir, "song_ranker", 0.0)
+    base = start()
+    with duckdb.connect(str(data_dir / "warehouse" / "spotify.duckdb"), read_only=True) as con:
+        user = con.execute("SELECT user_id FROM recommendations WHERE NOT cold_start ORDER BY uid LIMIT 1").fetchone()[0]
+    PAGE_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = FeedbackLog(data_dir / "serving" / "feedback.sqlite")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1200})
+            page.set_default_timeout(30_000)
+            failed: list[str] = []
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            page.goto(base + "/")
+            page.fill("#user_id", user)
+            page.click("#show")
+            items = page.locator("ol.recs li")
+            expect(items).to_have_count(5)
+            expect(page.locator("#cold-start")).to_have_count(0)
+            expect(items.first.locator(".tracks")).to_contain_text("—")  # "Title — Artist" of its first tracks
+            expect(page.locator(".shared").first).to_contain_text("Songs you share")
+            liked_pid = int(items.nth(1).get_attribute("data-pid"))
+            items.nth(1).locator("button.like").click()
+            status = items.nth(1).locator(".status")
+            expect(status).to_contain_text("Stored as feedback #1")
+            page.screenshot(path=str(PAGE_ARTIFACTS / "page_liked.png"), full_page=True)
+            rows = log.read_tables()["feedback"]
+            assert [(r[2], r[3]) for r in rows] == [(user, liked_pid)]
+            assert rows[0][5].startswith("song_ranker-") and rows[0][6] == 1  # version and impression recorded
+            # a user the model does not know gets the popularity list, with the badge
+            page.goto(base + "/?user_id=someone-new")
+            expect(page.locator("#cold-start")).to_be_visible()
+            expect(page.locator("ol.recs li")).to_have_count(5)
+            page.screenshot(path=str(PAGE_ARTIFACTS / "page_cold_start.png"), full_page=True)
+            assert failed == []  # nothing requested from anywhere else
+        finally:
+            browser.close()
