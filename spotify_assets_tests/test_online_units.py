@@ -273,3 +273,28 @@ def test_degradation_sensor_requests_a_retrain_once_per_champion(tmp_path: Path)
         assert fired.run_requests[0].tags["spotify_assets/like_rate"] == "0.2000"
         assert not tick(fired.cursor).run_requests  # once per champion version
 
+
+
+def test_the_loop_is_wired_in_the_definitions() -> None:
+    from spotify_assets.definitions import defs
+
+    schedule = defs.resolve_schedule_def("simulate_users_schedule")
+    assert schedule.job_name == "simulate_users" and schedule.cron_schedule == "*/10 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # needs a running service: off by default
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=_utc(2026, 1, 1, 0, 10))
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.run_config["ops"]["simulate_users_op"]["config"]["draw"] == 2_945_377  # 10-minute ticks since 1970
+    assert defs.resolve_sensor_def("online_metrics_sensor").job_name == "online_job"
+    assert defs.resolve_sensor_def("engagement_degradation_sensor").job_name == "feedback_retrain_job"
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "online"} == {
+        "online_metrics", "canary_decision"}
+    assert graph.get(dg.AssetKey("serving_rollout")).group_name == "serve"
+    assert dg.AssetKey("serving_rollout") in defs.resolve_job_def("feedback_retrain_job").asset_layer.executable_asset_keys
+
+
+def _utc(*parts: int):
+    from datetime import datetime, timezone
+
+    return datetime(*parts, tzinfo=timezone.utc)

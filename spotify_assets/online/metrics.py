@@ -133,36 +133,41 @@ def plot_online(tables: dict[str, pa.Table], path: Path) -> Path:
     rate = tables["online_like_rate"].to_pylist()
     versions = tables["online_versions"].to_pylist()
     daily = tables["online_daily"].to_pylist()
+    # days as categories: a handful of days (often one) reads better than a sparse date axis
+    days = [str(r["day"]) for r in daily]
+    at = {d: i for i, d in enumerate(days)}
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), dpi=100)
     ax = axes[0][0]
     for v in versions:
         points = [r for r in rate if r["model_version"] == v["model_version"]]
-        line, = ax.plot([r["day"] for r in points], [r["like_rate"] for r in points], marker="o",
+        xs = [at[str(r["day"])] for r in points]
+        line, = ax.plot(xs, [r["like_rate"] for r in points], marker="o",
                         label=f"{v['model_version']} ({v['arms']}): {v['like_rate']:.3f} of {v['impressions']}")
         if points:
-            ax.errorbar([points[-1]["day"]], [v["like_rate"]], color=line.get_color(), capsize=4,
+            ax.errorbar([xs[-1] + 0.1], [v["like_rate"]], color=line.get_color(), capsize=4, fmt="none",
                         yerr=[[v["like_rate"] - v["like_rate_low95"]], [v["like_rate_high95"] - v["like_rate"]]])
     ax.set_title("like-rate per model version and day (bar: 95% interval, all days)", fontsize=9)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    days = [r["day"] for r in daily]
+    x = list(range(len(days)))
     ax = axes[0][1]
-    ax.bar(days, [r["feedback_rows"] for r in daily], color="#8fb3d9", label="feedback rows per day")
-    ax.bar(days, [r["likes"] for r in daily], color="#2f6fb0", label="likes per day")
+    ax.bar(x, [r["feedback_rows"] for r in daily], color="#8fb3d9", label="feedback rows per day")
+    ax.bar(x, [r["likes"] for r in daily], color="#2f6fb0", label="likes per day")
     twin = ax.twinx()
-    twin.plot(days, [r["cumulative_feedback_rows"] for r in daily], color="black", marker=".", label="cumulative")
+    twin.plot(x, [r["cumulative_feedback_rows"] for r in daily], color="black", marker="o", label="cumulative")
+    twin.set_ylim(bottom=0)
     ax.set_title("feedback volume per day and cumulative", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     twin.legend(fontsize=7, loc="upper right")
     ax = axes[1][0]
-    ax.bar(days, [r["users_giving_feedback"] for r in daily], color="#9bd09b", label="users giving feedback")
-    ax.plot(days, [r["distinct_users_so_far"] for r in daily], color="black", marker=".", label="distinct users so far")
+    ax.bar(x, [r["users_giving_feedback"] for r in daily], color="#9bd09b", label="users giving feedback")
+    ax.plot(x, [r["distinct_users_so_far"] for r in daily], color="black", marker="o", label="distinct users so far")
     ax.set_title("users per day and distinct users", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     ax = axes[1][1]
-    ax.bar(days, [r["refused_feedback"] for r in daily], color="#d98f8f", label="refused feedback")
+    ax.bar(x, [r["refused_feedback"] for r in daily], color="#d98f8f", label="refused feedback")
     twin = ax.twinx()
-    twin.plot(days, [r["cold_start_share"] or 0.0 for r in daily], color="#7a5c00", marker="o",
+    twin.plot(x, [r["cold_start_share"] or 0.0 for r in daily], color="#7a5c00", marker="o",
               label="cold-start share")
     twin.set_ylim(0, 1)
     ax.set_title("refused feedback per day; cold-start share of lists served", fontsize=9)
@@ -170,7 +175,8 @@ def plot_online(tables: dict[str, pa.Table], path: Path) -> Path:
     twin.legend(fontsize=7, loc="upper right")
     for row in axes:
         for a in row:
-            a.tick_params(axis="x", labelsize=7, rotation=20)
+            a.set_xticks(x, days, fontsize=7, rotation=20)
+            a.set_xlim(-0.6, max(len(days) - 0.4, 0.6))
             a.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)

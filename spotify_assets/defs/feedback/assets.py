@@ -27,9 +27,10 @@ FEEDBACK_GROUP = "feedback"
 def feedback_positives(context: dg.AssetExecutionContext, artifacts: ArtifactStore, warehouse: DuckDBWarehouse,
                        feedback: FeedbackStore) -> dg.MaterializeResult:
     """Likes stored by ``POST /api/feedback`` mapped to dense (user, playlist) train positives,
-    with the shown-but-not-liked playlists as their negatives. ``bpr_triplets`` adds them to BPR's
-    training data and every model's train matrix includes them; likes that are held-out
-    validation/test answers are dropped so evaluation stays honest."""
+    with the shown-but-not-liked playlists as their negatives (feedback that likes nothing is
+    not a positive and is left out). ``training_interactions`` adds them to what every model
+    trains on; likes that are held-out validation/test answers are dropped so evaluation stays
+    honest."""
     started = time.perf_counter()
     log = feedback.log()
     _, up_to = log.stats()

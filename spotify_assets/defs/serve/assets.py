@@ -145,13 +145,13 @@ def _song_names(con, n_songs: int) -> pa.Table:
 
 def _playlist_previews(con, n: int) -> pa.Table:
     """The first ``n`` tracks ("Title — Artist") of every playlist, in dictionary order."""
-    return con.execute(
+    return con.sql(
         """
         SELECT d.playlist_idx, coalesce(list(t.track_name || ' — ' || t.artist_name ORDER BY t.pos)
                                           FILTER (WHERE t.pos < ?), []) AS tracks
         FROM playlist_dictionary d LEFT JOIN stg_playlist_tracks t USING (pid)
         GROUP BY d.playlist_idx ORDER BY d.playlist_idx
-        """, [n]).to_arrow_table()
+        """, params=[n]).to_arrow_table()
 
 
 @dg.asset(
