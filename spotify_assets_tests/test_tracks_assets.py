@@ -24,16 +24,23 @@ MARTS = {"stg_playlist_tracks", "stg_playlists", "track_dictionary", "artist_dic
          "playlist_track_ids"}
 UPSTREAM = [mpd_slice_tables, *[a for a in sql_model_assets if a.key.to_user_string() in MARTS]]
 TRACKS = [track_assets.next_track_examples, track_assets.track_embeddings, track_assets.similar_tracks_asset,
-          track_assets.duplicate_tracks, track_assets.track_embedding_map, track_assets.playlist_continuation_eval]
+          track_assets.duplicate_tracks, track_assets.track_embedding_map, track_assets.two_tower_model,
+          track_assets.playlist_continuation_eval]
 CHECKS = [track_checks.next_track_examples_valid, track_checks.track_embeddings_valid,
           track_checks.duplicates_mostly_confirmed, track_checks.track_embedding_map_is_png,
-          track_checks.item2vec_beats_popularity]
+          track_checks.item2vec_beats_popularity, track_checks.two_tower_beats_popularity_from_names,
+          track_checks.two_tower_model_ranks]
 # tiny has 500 playlists: embed tracks seen 3+ times, with more epochs of smaller steps and
 # lighter subsampling than the sample's defaults; item2vec only, so the genre test is about it
 MIN_COUNT = 3
-RUN_CONFIG = {"ops": {"track_embeddings": {"config": {
-    "min_count": MIN_COUNT, "compare_ppmi_svd": False, "epochs": 10, "subsample": 1e-3, "batch_size": 2048, "lr": 0.05,
-}}}}
+RUN_CONFIG = {"ops": {
+    "track_embeddings": {"config": {
+        "min_count": MIN_COUNT, "compare_ppmi_svd": False, "epochs": 10, "subsample": 1e-3, "batch_size": 2048,
+        "lr": 0.05}},
+    # tiny has 400 train playlists: more rounds per epoch, smaller steps
+    "two_tower_model": {"config": {"batch_size": 64, "examples_per_playlist": 8, "max_epochs": 6, "dim": 32,
+                                   "hidden": 64, "name_buckets": 4096}},
+}}
 TABLES = ["next_track_examples", "track_playlist_splits", "similar_tracks", "duplicate_tracks",
           "playlist_continuation_eval"]
 
