@@ -157,6 +157,8 @@ def _seed_positions(lengths: np.ndarray, n_seed: int, random: bool, rng: np.rand
     """int64 (n, n_seed) positions of the seeds inside playlists of ``lengths`` (n,), every
     length > n_seed: 0..n_seed-1, or ``n_seed`` distinct random positions in ascending order."""
     n = lengths.size
+    if n == 0:
+        return np.zeros((0, n_seed), np.int64)
     if not random or n_seed == 0:
         return np.tile(np.arange(n_seed, dtype=np.int64), (n, 1))
     # n_seed smallest of one uniform key per position (positions past the end key +inf)

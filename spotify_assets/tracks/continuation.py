@@ -337,6 +337,8 @@ def popularity_rank(popularity: np.ndarray, seeds: np.ndarray, k: int) -> np.nda
     pos = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     out = head[pos]
     out[~np.take_along_axis(keep, pos, axis=1)] = -1
+    if out.shape[1] < k:  # a catalogue smaller than k
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=-1)
     return out.astype(np.int64)
 
 
