@@ -156,6 +156,9 @@ def create_app(artifacts_dir: Path, feedback_path: Path, max_body_bytes: int = M
     async def missing_bundle(request: Request, exc: FileNotFoundError) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    from spotify_assets.tracks.api import continuation_router  # POST /api/playlist/continue
+
+    app.include_router(continuation_router(artifacts_dir))
     if max_body_bytes:
         app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     return app
