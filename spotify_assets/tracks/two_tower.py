@@ -129,6 +129,7 @@ class TwoTowerConfig:
     random_context_share : share of examples whose context is random positions.
     title_dropout : share of examples with context whose name is hidden.
     lr : Adam step of the dense layers; sparse_lr : row-wise Adagrad step of the embedding tables.
+    lr_decay : both steps are multiplied by it after every epoch (1 = constant).
     init_std : normal initialisation of the embedding tables.
     cpu_threads : torch threads while training on CPU (0 = leave torch's setting). One by
         default: the kernels are small, and on the shared 2-core machine (load ~6) two
@@ -150,6 +151,7 @@ class TwoTowerConfig:
     title_dropout: float = 0.2
     lr: float = 2e-3
     sparse_lr: float = 0.05
+    lr_decay: float = 1.0
     init_std: float = 0.05
     cpu_threads: int = 1
     seed: int = 0
@@ -168,6 +170,8 @@ class TwoTowerConfig:
                 raise ValueError(f"{name} must be in [0, 1]")
         if self.lr <= 0 or self.sparse_lr <= 0 or self.init_std <= 0:
             raise ValueError("lr, sparse_lr and init_std must be > 0")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError("lr_decay must be in (0, 1]")
 
 
 # --------------------------------------------------------------------------------------
@@ -621,6 +625,9 @@ class TwoTowerModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._stop_train_clock()
+        for optimizer in self.optimizers():
+            for group in optimizer.param_groups:
+                group["lr"] *= self.config.lr_decay
         row = {"epoch": self.current_epoch, "train_loss": self._loss_sum / max(self._loss_rows, 1),
                "examples": self._loss_rows, **self.last_val}
         self.history.append(row)

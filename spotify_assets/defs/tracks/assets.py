@@ -10,7 +10,7 @@ transaction) or an artifact (atomic rename).
 import base64
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import dagster as dg
@@ -491,12 +491,9 @@ def two_tower_model(context: dg.AssetExecutionContext, config: TwoTowerModelConf
     known = np.bincount(train_tracks, minlength=data.n_tracks) > 0
     val = build_challenge_set(data.indptr, data.tracks, data.split == cont.VAL, known, settings.seed + 1,
                               per_category=config.val_per_category)
-    model_config = TwoTowerConfig(
-        dim=config.dim, hidden=config.hidden, name_buckets=config.name_buckets, batch_size=config.batch_size,
-        positives_per_example=config.positives_per_example, uniform_negatives=config.uniform_negatives,
-        max_epochs=config.max_epochs, patience=config.patience, examples_per_playlist=config.examples_per_playlist,
-        title_dropout=config.title_dropout, random_context_share=config.random_context_share, lr=config.lr,
-        sparse_lr=config.sparse_lr, cpu_threads=config.cpu_threads, seed=settings.seed)
+    # every TwoTowerConfig field the run config sets (the rest keep the model's defaults)
+    model_config = TwoTowerConfig(seed=settings.seed, **{f.name: getattr(config, f.name) for f in fields(TwoTowerConfig)
+                                                         if f.name in TwoTowerModelConfig.model_fields})
     context.log.info(f"two-tower: {train_indptr.size - 1:,} train playlists, {val.size:,} val queries")
     result = train_two_tower(train_indptr, train_tracks, data.part_names(cont.TRAIN), data.features, model_config,
                              artifacts.path(*TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
