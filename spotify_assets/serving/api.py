@@ -283,6 +283,10 @@ def create_app(artifacts_dir: Path, feedback_path: Path, settings: ServiceSettin
     async def missing_bundle(request: Request, exc: FileNotFoundError) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    from spotify_assets.tracks.api import continuation_router  # POST /api/playlist/continue
+
+    app.include_router(continuation_router(artifacts_dir))
+
     def refused(route: str, status: int, body: bytes) -> None:
         log.add_refusal(route, status, _refusal_reason(body))
 
