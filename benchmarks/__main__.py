@@ -7,7 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.harness import DEFAULT_CACHE, DEFAULT_NAIVE_BUDGET, DEFAULT_RESULTS, SCALES, RunSettings, child_main, run
+from benchmarks.harness import (
+    DEFAULT_CACHE,
+    DEFAULT_NAIVE_BUDGET,
+    DEFAULT_RESULTS,
+    REPO_ROOT,
+    SCALES,
+    RunSettings,
+    child_main,
+    run,
+)
 from benchmarks.stages import DEFAULT_OPTIONS, STAGE_ORDER, STAGES
 
 DESCRIPTION = """\
@@ -19,6 +28,7 @@ system used and the library peers, and check the speed targets.
   python -m benchmarks run --scale bench --stages label,knn
   python -m benchmarks list                             # stages, methods and targets
   python -m benchmarks leaderboard --scale bench        # the model leaderboard through Dagster
+  python -m benchmarks loadtest                         # the service under load (after `make run`)
 """
 
 EPILOG = f"""\
@@ -116,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--config", type=Path, default=None,
                        help="run config YAML for leaderboard_job (default: benchmarks/leaderboard_<scale>.yaml "
                             "when it exists, else the assets' defaults)")
+    load = commands.add_parser(
+        "loadtest", help="requests/s and p50/p95 of the service (API and page) for the Annoy, exact and song-ranker "
+                         "paths; writes results/loadtest_<name>.md",
+        description="Over a materialized pipeline (`make run`), build a vector bundle (the better of BPR/ALS on "
+                    "validation) and a song-ranker bundle with the pipeline's own assets in a scratch folder, start "
+                    "the service for each path (vector + Annoy, vector + exact, song ranker), and drive the API and "
+                    "the page with the project's load generator; medians of the repeats, machine load recorded.")
+    load.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data",
+                      help="a data folder the pipeline ran on (default %(default)s, what `make run` writes)")
+    load.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="output folder (default %(default)s)")
+    load.add_argument("--name", default="sample", help="results/loadtest_<name>.md (default %(default)s)")
+    load.add_argument("--concurrency", type=int, default=4, help="keep-alive clients (default %(default)s)")
+    load.add_argument("--seconds", type=float, default=10.0, help="seconds per repeat (default %(default)s)")
+    load.add_argument("--repeats", type=int, default=3, help="repeats per cell; the median is reported (default 3)")
     return parser
 
 
@@ -148,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
         run_leaderboard(args.scale, args.seed, args.cache, args.results, args.config,
                         log=lambda message: print(message, file=sys.stderr, flush=True))
+        return 0
+    if args.command == "loadtest":
+        from benchmarks.loadtest import run_loadtest
+
+        run_loadtest(args.data_dir, args.results, concurrency=args.concurrency, seconds=args.seconds,
+                     repeats=args.repeats, name=args.name, log=lambda message: print(message, file=sys.stderr, flush=True))
         return 0
     options = {name: getattr(args, name) for name in DEFAULT_OPTIONS if getattr(args, name) is not None}
     results = run(RunSettings(scale=args.scale, seed=args.seed, stages=args.stages, cache=args.cache,

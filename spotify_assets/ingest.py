@@ -4,10 +4,11 @@ Every loader validates before it touches the warehouse and replaces its rows ins
 transaction, so a bad file fails with an :class:`InputFormatError` naming the file and the
 record/line, and whatever was loaded before stays exactly as it was.
 
-Formats (DESIGN §1):
+Formats (as the public datasets ship them):
 
 * MPD slice ``mpd.slice.<start>-<end>.json[.gz]``: one pretty-printed JSON object
-  ``{"info": {...}, "playlists": [...]}``; ``collaborative`` is the *string* "true"/"false".
+  ``{"info": {...}, "playlists": [...]}``; ``collaborative`` is the *string* "true"/"false";
+  the playlists' pids lie in ``<start>..<end>``; a slice is never empty.
 * ENTP ``train_triplets.txt[.gz]``: ``user_id \\t song_id \\t play_count``, no header.
 * MSD ``unique_tracks.txt`` (``<SEP>``-separated, not guaranteed UTF-8), ``song_data.csv``
   (header, quoted fields, maybe CRLF) and ``sid_mismatches.txt``.
@@ -16,8 +17,10 @@ Formats (DESIGN §1):
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +33,12 @@ import duckdb
 import pyarrow as pa
 
 MPD_SLICE_PATTERN = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json(\.gz)?$")
+# The most bytes a slice may hold, on disk and (for .gz) after decompression.
 DEFAULT_MAX_SLICE_BYTES = 512 * 1024 * 1024
+# Naming the exact broken record parses the slice in Python (~10x its size in memory); a
+# real slice is ~33 MB. Above this, an error carries DuckDB's verdict without the record.
+DIAGNOSIS_MAX_BYTES = 128 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
 # DuckDB reads a whole slice as one JSON value; a real slice is ~33 MB, above DuckDB's
 # 16 MB default object limit.
 _MAX_JSON_OBJECT_BYTES = 1 << 30
@@ -49,6 +57,17 @@ CREATE TABLE IF NOT EXISTS mpd_playlists (
     duration_ms BIGINT,
     num_artists INTEGER,
     description VARCHAR
+)"""
+
+# One row per loaded slice file: what the warehouse holds for it (the slice sensor skips
+# files whose size + mtime, or failing that whose content hash, match).
+MPD_SLICE_FILES_DDL = """
+CREATE TABLE IF NOT EXISTS mpd_slice_files (
+    slice VARCHAR NOT NULL,
+    bytes BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
 )"""
 
 MPD_PLAYLIST_TRACKS_DDL = """
@@ -165,6 +184,49 @@ def slice_key(path: Path) -> str:
     return path.name
 
 
+def slice_pid_range(name: str) -> tuple[int, int] | None:
+    """(first, last) pid of a slice file name (``mpd.slice.0-999.json`` -> (0, 999)), or None
+    for a name that is not a slice name."""
+    match = MPD_SLICE_PATTERN.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def slice_twin_name(name: str) -> str | None:
+    """The other spelling of the same slice: ``x.json`` <-> ``x.json.gz`` (None for a name
+    that is not a slice name). Both hold the same pids, so they are one slice."""
+    if MPD_SLICE_PATTERN.match(name) is None:
+        return None
+    return name[: -len(".gz")] if name.endswith(".gz") else name + ".gz"
+
+
+@dataclass(frozen=True)
+class SliceFingerprint:
+    """What identifies the content of a slice file: size and mtime (cheap to compare) and the
+    SHA-256 of its bytes on disk (decides when size or mtime differ)."""
+
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+    def same_stat(self, path: Path) -> bool:
+        stat = path.stat()
+        return (stat.st_size, stat.st_mtime_ns) == (self.bytes, self.mtime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (hashlib releases the GIL)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> SliceFingerprint:
+    stat = Path(path).stat()
+    return SliceFingerprint(stat.st_size, stat.st_mtime_ns, file_sha256(path))
+
+
 def list_mpd_slices(mpd_dir: Path) -> list[Path]:
     """MPD slice files in ``mpd_dir``, ordered by their first pid (not lexicographically)."""
     if not mpd_dir.is_dir():
@@ -173,9 +235,70 @@ def list_mpd_slices(mpd_dir: Path) -> list[Path]:
     return sorted(slices, key=lambda p: int(MPD_SLICE_PATTERN.match(p.name).group(1)))
 
 
-def _check_file(path: Path, max_bytes: int | None = None) -> int:
+def _check_inside_folder(path: Path, allow_external_symlinks: bool) -> None:
+    """Refuse a file that is (or passes through) a symlink leading out of its folder: a
+    slice dropped into the watched folder must not make the loader read elsewhere on disk.
+    The folder itself may be a link (``data/raw/mpd -> /datasets/mpd``)."""
+    if allow_external_symlinks:
+        return
+    folder = path.parent.resolve()
+    real = path.resolve()
+    if real.parent != folder and folder not in real.parents:
+        raise InputFormatError(
+            path, "file",
+            f"is a symlink to {real}, outside its folder {folder}; copy the file into the folder, "
+            "or opt in with the allow_external_symlinks setting (SPOTIFY_ASSETS_ALLOW_EXTERNAL_SYMLINKS=1)",
+        )
+
+
+def is_gzip(path: Path) -> bool:
+    """True when the file starts with the gzip magic bytes, whatever its name says (a slice
+    renamed from ``x.json.gz`` to ``x.json`` without unpacking is still gzip)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _open_bytes(path: Path):
+    """A binary reader of the file's content, unpacking gzip (see :func:`is_gzip`)."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _read_all(path: Path) -> bytes:
+    """The whole (unpacked) content of a small text file; a broken gzip stream is an input error."""
+    try:
+        with _open_bytes(path) as handle:
+            return handle.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise InputFormatError(path, "gzip", f"cannot be decompressed: {exc}") from exc
+
+
+def _compression(path: Path) -> str:
+    """DuckDB's ``compression`` option for the file (its extension may not say)."""
+    return "gzip" if is_gzip(path) else "none"
+
+
+def _check_decompressed_size(path: Path, max_bytes: int) -> None:
+    """Stream through a gzip file (1 MiB at a time) and refuse it once it unpacks to more than
+    ``max_bytes``: a few KB on disk can hold gigabytes of whitespace."""
+    total = 0
+    with gzip.open(path, "rb") as handle:
+        try:
+            while chunk := handle.read(_READ_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise InputFormatError(
+                        path, "gzip", f"decompresses to more than {max_bytes:,} bytes, over the configured limit"
+                    )
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputFormatError(path, "gzip", f"cannot be decompressed: {exc}") from exc
+
+
+def _check_file(path: Path, max_bytes: int | None = None, *, allow_external_symlinks: bool = False) -> int:
+    """Refuse a missing, empty, oversized (on disk or, for .gz, unpacked) or out-of-folder
+    file; return its size on disk."""
     if not path.exists():
         raise InputFormatError(path, "file", "does not exist")
+    _check_inside_folder(path, allow_external_symlinks)
     if not path.is_file():
         raise InputFormatError(path, "file", "is not a regular file")
     size = path.stat().st_size
@@ -185,7 +308,7 @@ def _check_file(path: Path, max_bytes: int | None = None) -> int:
         raise InputFormatError(
             path, "file", f"is {size:,} bytes, over the configured limit of {max_bytes:,}"
         )
-    if path.suffix == ".gz":
+    if is_gzip(path):
         with gzip.open(path, "rb") as handle:
             try:
                 first = handle.read(1)
@@ -193,6 +316,8 @@ def _check_file(path: Path, max_bytes: int | None = None) -> int:
                 raise InputFormatError(path, "gzip", f"cannot be decompressed: {exc}") from exc
         if not first:
             raise InputFormatError(path, "file", "decompresses to an empty stream")
+        if max_bytes is not None:
+            _check_decompressed_size(path, max_bytes)
     return size
 
 
@@ -238,6 +363,13 @@ def _duckdb_message(exc: Exception) -> str:
 def ensure_mpd_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(MPD_PLAYLISTS_DDL)
     con.execute(MPD_PLAYLIST_TRACKS_DDL)
+    con.execute(MPD_SLICE_FILES_DDL)
+
+
+_EMPTY_SLICE = (
+    "the slice holds no playlists; a real slice is never empty, so the file is refused "
+    "rather than erasing the rows loaded for this slice"
+)
 
 
 def _is_int(value: object) -> bool:
@@ -259,6 +391,8 @@ def validate_mpd_document(document: object, path: Path | str) -> None:
         raise InputFormatError(
             path, "playlists", f"expected a list of playlists, got {type(playlists).__name__}"
         )
+    if not playlists:
+        raise InputFormatError(path, "playlists", _EMPTY_SLICE)
     seen_pids: dict[int, int] = {}
     for index, playlist in enumerate(playlists):
         where = f"playlists[{index}]"
@@ -317,14 +451,18 @@ def validate_mpd_document(document: object, path: Path | str) -> None:
                 raise InputFormatError(path, t_where, f"field 'duration_ms' must be a non-negative integer, got {duration!r}")
 
 
-def _diagnose_mpd_slice(path: Path, fallback: str) -> InputFormatError:
-    """Parse the slice in Python to name the exact broken record; ``fallback`` otherwise."""
-    opener = gzip.open if path.suffix == ".gz" else open
+def _diagnose_mpd_slice(path: Path, fallback: str, where: str = "slice") -> InputFormatError:
+    """Parse the slice in Python to name the exact broken record; ``where: fallback``
+    otherwise. Reads at most ``DIAGNOSIS_MAX_BYTES`` (a larger slice gets the fallback)."""
     try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
+        with _open_bytes(path) as handle:
+            raw = handle.read(DIAGNOSIS_MAX_BYTES + 1)
     except (OSError, EOFError) as exc:
         return InputFormatError(path, "file", f"cannot be read: {exc}")
+    if len(raw) > DIAGNOSIS_MAX_BYTES:
+        return InputFormatError(
+            path, where, f"{fallback} (the slice is over {DIAGNOSIS_MAX_BYTES:,} bytes, too large to name the record)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -341,7 +479,7 @@ def _diagnose_mpd_slice(path: Path, fallback: str) -> InputFormatError:
         validate_mpd_document(document, path)
     except InputFormatError as exc:
         return exc
-    return InputFormatError(path, "slice", fallback)
+    return InputFormatError(path, where, fallback)
 
 
 def _reject_constant(name: str) -> float:
@@ -385,6 +523,7 @@ def load_mpd_slice(
     *,
     max_bytes: int | None = DEFAULT_MAX_SLICE_BYTES,
     commit_lock: threading.Lock | None = None,
+    allow_external_symlinks: bool = False,
 ) -> LoadResult:
     """Replace the rows of one MPD slice in ``mpd_playlists`` and ``mpd_playlist_tracks``.
 
@@ -393,11 +532,18 @@ def load_mpd_slice(
     con : an open read-write DuckDB connection (not inside a transaction).
     path : the slice file (``.json`` or ``.json.gz``).
     slice_name : the partition key stored in the ``slice`` column; defaults to the file name.
-    max_bytes : reject files larger than this (on-disk bytes).
+    max_bytes : reject files larger than this, on disk or (``.gz``) after decompression.
+    allow_external_symlinks : follow a symlink that leads out of the file's folder
+        (refused by default).
 
     Both tables are updated in one transaction: the previous rows of this slice are deleted
-    and the new ones inserted, or, on any error, nothing changes. A pid that another slice
-    already holds is rejected (pids are unique across the MPD).
+    and the new ones inserted, or, on any error, nothing changes. Refused: a pid that
+    another slice already holds (pids are unique across the MPD), a pid outside the range
+    of a slice file name (``mpd.slice.0-999.json`` holds pids 0..999), and a slice with no
+    playlists (it would erase the slice's rows). ``x.json`` and ``x.json.gz`` are the same
+    slice: loading one replaces the rows loaded from the other (a rename), unless both files
+    are in the folder. The file's size, mtime and SHA-256 are stored in ``mpd_slice_files``
+    in the same transaction (``notes["sha256"]``).
 
     ``commit_lock``: when several threads load slices through cursors of one database (see
     :func:`load_mpd_slices`), parsing and validation run in parallel and this lock serializes
@@ -406,7 +552,19 @@ def load_mpd_slice(
     started = time.perf_counter()
     path = Path(path)
     slice_name = slice_name or slice_key(path)
-    size = _check_file(path, max_bytes)
+    pid_range = slice_pid_range(path.name)
+    if pid_range is not None and pid_range[0] > pid_range[1]:
+        raise InputFormatError(path, "file name", f"the range {pid_range[0]}-{pid_range[1]} is empty (first pid > last pid)")
+    twin = slice_twin_name(slice_name)
+    twin_file = path.parent / slice_twin_name(path.name) if pid_range is not None else None
+    if twin_file is not None and twin_file.exists():
+        raise InputFormatError(
+            path, "file",
+            f"both {path.name} and {twin_file.name} are in {path.parent}: they are the same slice "
+            f"(pids {pid_range[0]}-{pid_range[1]}); keep one",
+        )
+    size = _check_file(path, max_bytes, allow_external_symlinks=allow_external_symlinks)
+    fingerprint = file_fingerprint(path)
     with commit_lock or nullcontext():
         ensure_mpd_tables(con)
     try:
@@ -417,7 +575,8 @@ def load_mpd_slice(
             CREATE OR REPLACE TEMP TABLE _slice_raw AS
             SELECT playlists FROM read_json(
                 ?, columns={{'info': 'JSON', 'playlists': '{_PLAYLIST_STRUCT}[]'}},
-                format='unstructured', maximum_object_size={_MAX_JSON_OBJECT_BYTES})
+                format='unstructured', maximum_object_size={_MAX_JSON_OBJECT_BYTES},
+                compression='{_compression(path)}')
             """,
             [str(path)],
         )
@@ -429,35 +588,27 @@ def load_mpd_slice(
         raise _diagnose_mpd_slice(path, _duckdb_message(exc)) from exc
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_raw")
-    mistyped = first_row(con, "SELECT i, pid FROM _slice_playlists WHERE NOT types_ok ORDER BY i LIMIT 1")
-    if mistyped is not None:
-        raise _diagnose_mpd_slice(path, f"playlists[{mistyped[0]}]: a field has the wrong JSON type")
-    problem = first_row(con, _MPD_VALIDATION_SQL)
-    if problem is not None:
-        index, pid, message = problem
-        # Name the record precisely through the Python validator; fall back to the SQL verdict.
-        raise _diagnose_mpd_slice(path, f"playlists[{index}] (pid {pid}): {message}")
-    duplicate = first_row(con, 
-        "SELECT pid, count(*) FROM _slice_playlists GROUP BY pid HAVING count(*) > 1 ORDER BY pid LIMIT 1"
-    )
-    if duplicate is not None:
-        raise _diagnose_mpd_slice(path, f"pid {duplicate[0]} appears {duplicate[1]} times")
     try:
+        _validate_slice_playlists(con, path, pid_range)
+        if not fingerprint.same_stat(path):
+            raise InputFormatError(path, "file", "changed while it was being loaded; load it again")
         with commit_lock or nullcontext(), transaction(con):
             # inside the transaction (and the lock): what another slice committed is visible
+            names = [slice_name, twin or slice_name]
             clash = first_row(con,
                 """
                 SELECT s.pid, m.slice FROM _slice_playlists s JOIN mpd_playlists m USING (pid)
-                WHERE m.slice <> ? ORDER BY s.pid LIMIT 1
+                WHERE m.slice NOT IN (?, ?) ORDER BY s.pid LIMIT 1
                 """,
-                [slice_name],
+                names,
             )
             if clash is not None:
                 raise InputFormatError(
                     path, f"pid {clash[0]}", f"already loaded from slice {clash[1]!r}; pids must be unique across slices"
                 )
-            con.execute("DELETE FROM mpd_playlist_tracks WHERE slice = ?", [slice_name])
-            con.execute("DELETE FROM mpd_playlists WHERE slice = ?", [slice_name])
+            replaced_twin = twin is not None and first_row(
+                con, "SELECT 1 FROM mpd_playlists WHERE slice = ? LIMIT 1", [twin]) is not None
+            _delete_slice_rows(con, names)
             # File order is kept (DuckDB preserves insertion order), so no sort is needed.
             con.execute(
                 """
@@ -477,19 +628,93 @@ def load_mpd_slice(
                 """,
                 [slice_name],
             )
+            con.execute(
+                "INSERT INTO mpd_slice_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                [slice_name, fingerprint.bytes, fingerprint.mtime_ns, fingerprint.sha256],
+            )
             n_playlists, n_tracks, empty = con.execute(
                 "SELECT count(*), coalesce(sum(len(tracks)), 0), count(*) FILTER (WHERE len(tracks) = 0) FROM _slice_playlists"
             ).fetchall()[0]
             rows = {"mpd_playlists": int(n_playlists), "mpd_playlist_tracks": int(n_tracks)}
     finally:
         con.execute("DROP TABLE IF EXISTS _slice_playlists")
+    notes: dict[str, int | str] = {"slice": slice_name, "empty_playlists": int(empty), "sha256": fingerprint.sha256}
+    if replaced_twin:
+        notes["replaced_slice"] = twin
     return LoadResult(
         path=str(path),
         rows=rows,
         input_bytes=size,
         seconds=time.perf_counter() - started,
-        notes={"slice": slice_name, "empty_playlists": int(empty)},
+        notes=notes,
     )
+
+
+def _validate_slice_playlists(con: duckdb.DuckDBPyConnection, path: Path, pid_range: tuple[int, int] | None) -> None:
+    """Checks on the parsed ``_slice_playlists`` before anything is written: JSON types,
+    layout, duplicate pids, pids within the file name's range, at least one playlist."""
+    mistyped = first_row(con, "SELECT i, pid FROM _slice_playlists WHERE NOT types_ok ORDER BY i LIMIT 1")
+    if mistyped is not None:
+        raise _diagnose_mpd_slice(path, f"playlists[{mistyped[0]}]: a field has the wrong JSON type")
+    problem = first_row(con, _MPD_VALIDATION_SQL)
+    if problem is not None:
+        index, pid, message = problem
+        # Name the record precisely through the Python validator; fall back to the SQL verdict.
+        raise _diagnose_mpd_slice(path, f"playlists[{index}] (pid {pid}): {message}")
+    duplicate = first_row(con,
+        "SELECT pid, count(*) FROM _slice_playlists GROUP BY pid HAVING count(*) > 1 ORDER BY pid LIMIT 1"
+    )
+    if duplicate is not None:
+        raise _diagnose_mpd_slice(path, f"pid {duplicate[0]} appears {duplicate[1]} times")
+    if pid_range is not None:
+        outside = first_row(con,
+            "SELECT i, pid FROM _slice_playlists WHERE pid NOT BETWEEN ? AND ? ORDER BY i LIMIT 1", list(pid_range)
+        )
+        if outside is not None:
+            raise InputFormatError(
+                path, f"playlists[{outside[0]}] (pid {outside[1]})",
+                f"pid {outside[1]} is outside the range {pid_range[0]}-{pid_range[1]} of the file name",
+            )
+    if first_row(con, "SELECT 1 FROM _slice_playlists LIMIT 1") is None:
+        # the Python validator tells a missing or mistyped 'playlists' from an empty list
+        raise _diagnose_mpd_slice(path, _EMPTY_SLICE, where="playlists")
+
+
+def _delete_slice_rows(con: duckdb.DuckDBPyConnection, slices: list[str]) -> None:
+    """Delete every row of ``slices`` from the MPD tables (inside the caller's transaction)."""
+    for table in ("mpd_playlist_tracks", "mpd_playlists", "mpd_slice_files"):
+        con.execute(f"DELETE FROM {table} WHERE list_contains(?, slice)", [slices])
+
+
+def slice_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, SliceFingerprint]:
+    """The fingerprint of each slice the warehouse holds (empty before the first load)."""
+    if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'mpd_slice_files'") is None:
+        return {}
+    rows = con.execute("SELECT slice, bytes, mtime_ns, sha256 FROM mpd_slice_files").fetchall()
+    return {name: SliceFingerprint(int(size), int(mtime), sha) for name, size, mtime, sha in rows}
+
+
+def stale_slices(con: duckdb.DuckDBPyConnection, mpd_dir: Path) -> dict[str, int]:
+    """Slices with rows in ``mpd_playlists`` whose file (under either spelling, ``.json`` or
+    ``.json.gz``) is no longer in ``mpd_dir``: {slice: playlists}."""
+    if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'mpd_playlists'") is None:
+        return {}
+    present = {p.name for p in list_mpd_slices(Path(mpd_dir))}
+    held = con.execute("SELECT slice, count(*) FROM mpd_playlists GROUP BY slice ORDER BY slice").fetchall()
+    return {name: int(n) for name, n in held if name not in present and slice_twin_name(name) not in present}
+
+
+def drop_slices(con: duckdb.DuckDBPyConnection, slices: list[str]) -> dict[str, int]:
+    """Delete every row of ``slices`` in one transaction; returns {slice: playlists deleted}."""
+    if not slices:
+        return {}
+    ensure_mpd_tables(con)
+    with transaction(con):
+        counts = dict(con.execute(
+            "SELECT slice, count(*) FROM mpd_playlists WHERE list_contains(?, slice) GROUP BY slice", [slices]
+        ).fetchall())
+        _delete_slice_rows(con, slices)
+    return {name: int(counts.get(name, 0)) for name in slices}
 
 
 def load_mpd_slices(
@@ -498,6 +723,7 @@ def load_mpd_slices(
     *,
     workers: int = 2,
     max_bytes: int | None = DEFAULT_MAX_SLICE_BYTES,
+    allow_external_symlinks: bool = False,
     on_done=None,
 ) -> tuple[list[LoadResult], list[InputFormatError]]:
     """Load ``slices`` ((path, slice name) pairs) with ``workers`` threads, each on its own cursor.
@@ -517,7 +743,8 @@ def load_mpd_slices(
         cursor = con.cursor()
         try:
             outcome: LoadResult | InputFormatError = load_mpd_slice(
-                cursor, path, name, max_bytes=max_bytes, commit_lock=lock)
+                cursor, path, name, max_bytes=max_bytes, commit_lock=lock,
+                allow_external_symlinks=allow_external_symlinks)
         except InputFormatError as exc:
             outcome = exc
         finally:
@@ -540,17 +767,20 @@ def load_mpd_slices(
 # --------------------------------------------------------------------------------------
 
 
-def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult:
+def load_entp_triplets(
+    con: duckdb.DuckDBPyConnection, path: Path, *, allow_external_symlinks: bool = False
+) -> LoadResult:
     """Replace ``entp_listens(user_id, song_id, play_count)`` with the triplets in ``path``.
 
     The file is read by DuckDB's parallel CSV reader with a fixed three-column schema (no
-    sniffing, no quoting), so a row with the wrong number of columns or a non-integer
-    count fails with the line number. Counts must be positive; ids non-empty. The table
+    sniffing, no quoting). Counts must be positive integers; ids non-empty; every line ends
+    the same way (``\\n``, ``\\r\\n`` or ``\\r``). Any rejected file fails with the number of
+    its first malformed line (found by :func:`_diagnose_entp` on the error path). The table
     is replaced inside one transaction.
     """
     started = time.perf_counter()
     path = Path(path)
-    size = _check_file(path)
+    size = _check_file(path, allow_external_symlinks=allow_external_symlinks)
     with transaction(con):
         try:
             # play_count is read as text and cast only when it is all digits: DuckDB's
@@ -561,13 +791,14 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
                 SELECT user_id, song_id,
                        CASE WHEN regexp_full_match(play_count, '[0-9]{{1,18}}') THEN CAST(play_count AS BIGINT) END
                            AS play_count
-                FROM read_csv(?, {_ENTP_CSV_OPTIONS}, columns={{'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'VARCHAR'}})
+                FROM read_csv(?, {_ENTP_CSV_OPTIONS}, compression='{_compression(path)}',
+                              columns={{'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'VARCHAR'}})
                 """,
                 [str(path)],
             )
         except _DUCKDB_ERRORS as exc:
-            raise InputFormatError(path, "triplets", _duckdb_message(exc)) from exc
-        bad = first_row(con, 
+            raise _diagnose_entp(path, _duckdb_message(exc)) from exc
+        bad = first_row(con,
             """
             SELECT user_id, song_id, play_count FROM entp_listens
             WHERE play_count IS NULL OR play_count <= 0 OR play_count > 2147483647
@@ -576,12 +807,8 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
             """
         )
         if bad is not None:
-            if bad[2] is None:
-                _raise_typed_entp_error(con, path)
-            line = _find_line(path, bad)
-            raise InputFormatError(
-                path, f"line {line}" if line else "record", f"invalid triplet {bad!r}: ids must be non-empty and play_count a positive integer"
-            )
+            raise _diagnose_entp(
+                path, f"invalid triplet {bad!r}: ids must be non-empty and play_count a positive integer")
         n_rows = con.execute("SELECT count(*) FROM entp_listens").fetchall()[0][0]
         duplicates = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM entp_listens GROUP BY user_id, song_id HAVING count(*) > 1)"
@@ -598,41 +825,79 @@ def load_entp_triplets(con: duckdb.DuckDBPyConnection, path: Path) -> LoadResult
 _ENTP_CSV_OPTIONS = (
     "delim='\t', header=false, quote='', escape='', auto_detect=false, strict_mode=true, null_padding=false"
 )
+# DuckDB's reader refuses longer lines; the scanner below never buffers more than this.
+_MAX_LINE_BYTES = 8 * 1024 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_ENDING_NAMES = {b"\n": "\\n", b"\r\n": "\\r\\n", b"\r": "\\r"}
 
 
-def _raise_typed_entp_error(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Error path of a non-integer play_count: DuckDB's typed reader names the line of a
-    count that is not a number at all; a number that is not an integer ("5.5", "1e3") is
-    found in Python."""
+def _split_lines(handle, path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(line, ending) pairs of a binary stream, split at ``\\r\\n``, ``\\r`` or ``\\n`` as
+    DuckDB's reader splits them; the last line's ending is ``b""``. Reads 1 MiB at a time."""
+    buffer = b""
+    while True:
+        chunk = handle.read(_READ_CHUNK)
+        buffer += chunk
+        position = 0
+        for match in _LINE_END.finditer(buffer):
+            # a \r at the end of the buffer may be the first half of \r\n
+            if match.group() == b"\r" and match.end() == len(buffer) and chunk:
+                break
+            yield buffer[position:match.start()], match.group()
+            position = match.end()
+        buffer = buffer[position:]
+        if not chunk:
+            if buffer:
+                yield buffer, b""
+            return
+        if len(buffer) > _MAX_LINE_BYTES:
+            raise InputFormatError(path, "line", f"a line is longer than {_MAX_LINE_BYTES:,} bytes")
+
+
+def _triplet_line_problem(line: bytes) -> str | None:
+    """Why one ENTP line is not a triplet (None if it is one)."""
+    fields = line.split(b"\t")
+    if len(fields) == 4 and fields[3] == b"":
+        fields = fields[:3]  # DuckDB ignores one trailing tab: the row is unambiguous
+    if len(fields) != 3:
+        return f"expected 3 tab-separated fields, found {len(fields)}"
     try:
-        con.execute(
-            f"SELECT max(play_count) FROM read_csv(?, {_ENTP_CSV_OPTIONS}, "
-            "columns={'user_id': 'VARCHAR', 'song_id': 'VARCHAR', 'play_count': 'BIGINT'})",
-            [str(path)],
-        ).fetchall()
-    except _DUCKDB_ERRORS as exc:
-        raise InputFormatError(path, "triplets", _duckdb_message(exc)) from exc
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            fields = raw.rstrip(b"\r\n").split(b"\t")
-            if len(fields) == 3 and not re.fullmatch(rb"[0-9]{1,18}", fields[2]):
-                raise InputFormatError(
-                    path, f"line {number}", f"play_count {fields[2].decode('utf-8', 'replace')!r} is not a positive integer"
-                )
-    raise InputFormatError(path, "triplets", "a play_count is not a positive integer")
-
-
-def _find_line(path: Path, record: tuple) -> int | None:
-    """1-based line of the first row equal to ``record`` (error path only: streams the file)."""
-    user_id, song_id = (record[0] or ""), (record[1] or "")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) == 3 and fields[0] == user_id and fields[1] == song_id:
-                return number
+        user_id, song_id, count = (field.decode("utf-8") for field in fields)
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if not user_id or not song_id:
+        return f"empty {'user_id' if not user_id else 'song_id'}"
+    if not re.fullmatch(r"[0-9]{1,18}", count) or not 0 < int(count) <= _INT32_MAX:
+        return f"play_count {count!r} is not a positive integer"
     return None
+
+
+def _diagnose_entp(path: Path, fallback: str) -> InputFormatError:
+    """The error for a rejected triplet file, naming its first malformed line: a wrong
+    number of fields, a count that is not a positive integer, an empty id, invalid UTF-8,
+    a stray carriage return, or a line ending that differs from the first line's. Streams
+    the file (error path only); ``fallback`` (DuckDB's verdict) if no line is at fault."""
+    first_ending: bytes | None = None
+    with _open_bytes(path) as handle:
+        for number, (line, ending) in enumerate(_split_lines(handle, path), start=1):
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+            if first_ending is None:
+                first_ending = ending
+            elif ending and ending != first_ending:
+                if ending == b"\r":
+                    detail = (f"a stray carriage return (\\r) ends the line early; earlier lines end with "
+                              f"{_ENDING_NAMES[first_ending]}")
+                else:
+                    detail = (f"mixed line endings: the line ends with {_ENDING_NAMES[ending]}, earlier lines with "
+                              f"{_ENDING_NAMES[first_ending]}; use one line ending throughout")
+                return InputFormatError(path, f"line {number}", detail)
+            if not line:
+                continue  # blank lines are not records
+            problem = _triplet_line_problem(line)
+            if problem is not None:
+                return InputFormatError(path, f"line {number}", problem)
+    return InputFormatError(path, "triplets", fallback)
 
 
 # --------------------------------------------------------------------------------------
@@ -642,39 +907,59 @@ def _find_line(path: Path, record: tuple) -> int | None:
 
 @dataclass(frozen=True)
 class DecodedLines:
+    """Decoded lines and how many needed Windows-1252 (``cp1252_lines``) or had a byte that
+    Windows-1252 leaves undefined, stored as U+FFFD (``replaced_lines``)."""
+
     lines: list[str]
-    latin1_lines: int
+    cp1252_lines: int
     replaced_lines: int
 
 
-def decode_lines_robustly(raw: bytes) -> DecodedLines:
-    """Decode ``raw`` line by line: UTF-8, else Latin-1 (some MSD copies are Latin-1).
+# C1 control characters (U+0080..U+009F) are what Windows-1252 punctuation becomes when
+# decoded as Latin-1 (0x92 -> U+0092 instead of ’). Text is never stored with them: each
+# maps to its Windows-1252 character, or U+FFFD for the five bytes cp1252 leaves undefined.
+C1_CONTROLS = "".join(chr(code) for code in range(0x80, 0xA0))
+C1_AS_CP1252 = bytes(range(0x80, 0xA0)).decode("cp1252", errors="replace")
+_C1_TABLE = str.maketrans(C1_CONTROLS, C1_AS_CP1252)
+_HAS_C1 = re.compile("[\x80-\x9f]")
 
-    Latin-1 maps every byte, so nothing is lost; the lines that needed it are counted so
-    the asset can report them. Lines that decode as UTF-8 are never re-interpreted.
+
+def without_c1_controls(text: str) -> str:
+    """``text`` with every C1 control character replaced by its Windows-1252 reading."""
+    return text.translate(_C1_TABLE) if _HAS_C1.search(text) else text
+
+
+def decode_lines_robustly(raw: bytes) -> DecodedLines:
+    """Decode ``raw`` line by line: UTF-8, else Windows-1252 (some MSD copies are not UTF-8;
+    Windows-1252 is Latin-1 plus printable punctuation where Latin-1 has C1 controls).
+
+    Lines that decode as UTF-8 are never re-interpreted; C1 control characters are replaced
+    by their Windows-1252 characters in every line (see :func:`without_c1_controls`).
     """
     try:
         # not str.splitlines(): it also breaks at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and
         # \u2029, which may occur inside a title; bytes.splitlines breaks at \r, \n only
-        return DecodedLines([line.decode("utf-8") for line in raw.splitlines()], 0, 0)
+        return DecodedLines([without_c1_controls(line.decode("utf-8")) for line in raw.splitlines()], 0, 0)
     except UnicodeDecodeError:
         pass
     lines: list[str] = []
-    latin1 = 0
+    cp1252 = replaced = 0
     for chunk in raw.splitlines():
         try:
-            lines.append(chunk.decode("utf-8"))
+            lines.append(without_c1_controls(chunk.decode("utf-8")))
         except UnicodeDecodeError:
-            lines.append(chunk.decode("latin-1"))
-            latin1 += 1
-    return DecodedLines(lines, latin1, latin1)
+            line = chunk.decode("cp1252", errors="replace")
+            lines.append(line)
+            cp1252 += 1
+            replaced += "\ufffd" in line
+    return DecodedLines(lines, cp1252, replaced)
 
 
-def read_unique_tracks(path: Path) -> tuple[pa.Table, int]:
+def read_unique_tracks(path: Path, *, allow_external_symlinks: bool = False) -> tuple[pa.Table, int]:
     """Parse ``unique_tracks.txt`` into (track_id, song_id, artist_name, title); return also
-    the number of lines decoded as Latin-1."""
-    _check_file(path)
-    decoded = decode_lines_robustly(Path(path).read_bytes())
+    the number of lines decoded as Windows-1252."""
+    _check_file(path, allow_external_symlinks=allow_external_symlinks)
+    decoded = decode_lines_robustly(_read_all(path))
     track_ids, song_ids, artists, titles = [], [], [], []
     for number, line in enumerate(decoded.lines, start=1):
         if not line:
@@ -693,7 +978,7 @@ def read_unique_tracks(path: Path) -> tuple[pa.Table, int]:
         {"track_id": track_ids, "song_id": song_ids, "artist_name": artists, "title": titles},
         schema=pa.schema([(n, pa.string()) for n in ("track_id", "song_id", "artist_name", "title")]),
     )
-    return table, decoded.latin1_lines
+    return table, decoded.cp1252_lines
 
 
 _MISMATCH_PATTERN = re.compile(r"^ERROR: <(SO[0-9A-Z]+) (TR[0-9A-Z]+)>")
@@ -701,7 +986,7 @@ _MISMATCH_PATTERN = re.compile(r"^ERROR: <(SO[0-9A-Z]+) (TR[0-9A-Z]+)>")
 
 def read_sid_mismatches(path: Path) -> pa.Table:
     """Song ids the MSD lists as matched to the wrong track (``sid_mismatches.txt``)."""
-    decoded = decode_lines_robustly(Path(path).read_bytes())
+    decoded = decode_lines_robustly(_read_all(path))
     song_ids, track_ids = [], []
     for number, line in enumerate(decoded.lines, start=1):
         if not line.strip():
@@ -720,12 +1005,14 @@ def load_msd_songs(
     unique_tracks: Path | None,
     song_data: Path | None,
     sid_mismatches: Path | None = None,
+    allow_external_symlinks: bool = False,
 ) -> LoadResult:
     """Replace ``msd_songs``: one row per MSD song id with title, artist, release, year,
     one track id and a ``mismatched`` flag from ``sid_mismatches.txt``.
 
     Either metadata file may be missing, not both. Where both give a title/artist,
-    ``song_data.csv`` wins (it is the per-song file; ``unique_tracks`` is per track).
+    ``song_data.csv`` wins (it is the per-song file; ``unique_tracks`` is per track). Text
+    is decoded as UTF-8, else Windows-1252, and stored without C1 control characters.
     """
     started = time.perf_counter()
     if unique_tracks is None and song_data is None:
@@ -734,11 +1021,12 @@ def load_msd_songs(
     notes: dict[str, int | str] = {}
     tracks = pa.table({n: pa.array([], pa.string()) for n in ("track_id", "song_id", "artist_name", "title")})
     if unique_tracks is not None:
-        input_bytes += _check_file(Path(unique_tracks))
-        tracks, latin1 = read_unique_tracks(Path(unique_tracks))
-        notes["unique_tracks_latin1_lines"] = latin1
+        input_bytes += _check_file(Path(unique_tracks), allow_external_symlinks=allow_external_symlinks)
+        tracks, cp1252 = read_unique_tracks(Path(unique_tracks), allow_external_symlinks=allow_external_symlinks)
+        notes["unique_tracks_cp1252_lines"] = cp1252
     mismatches = pa.table({"song_id": pa.array([], pa.string()), "track_id": pa.array([], pa.string())})
     if sid_mismatches is not None and Path(sid_mismatches).exists():
+        _check_inside_folder(Path(sid_mismatches), allow_external_symlinks)
         input_bytes += Path(sid_mismatches).stat().st_size
         mismatches = read_sid_mismatches(Path(sid_mismatches))
     con.register("_msd_tracks", tracks)
@@ -746,21 +1034,8 @@ def load_msd_songs(
     try:
         if song_data is not None:
             song_data = Path(song_data)
-            input_bytes += _check_file(song_data)
-            try:
-                # year is read as text: DuckDB's cast would round "2001.5" and read "1e3"
-                con.execute(
-                    """
-                    CREATE OR REPLACE TEMP TABLE _msd_song_data_raw AS
-                    SELECT * FROM read_csv(?, header=true, auto_detect=false, quote='"', escape='"',
-                        strict_mode=true,
-                        columns={'song_id': 'VARCHAR', 'title': 'VARCHAR', 'release': 'VARCHAR',
-                                 'artist_name': 'VARCHAR', 'year': 'VARCHAR'})
-                    """,
-                    [str(song_data)],
-                )
-            except _DUCKDB_ERRORS as exc:
-                raise InputFormatError(song_data, "csv", _duckdb_message(exc)) from exc
+            input_bytes += _check_file(song_data, allow_external_symlinks=allow_external_symlinks)
+            notes["song_data_cp1252_lines"] = _read_song_data(con, song_data)
             header = _first_line(song_data)
             if [h.strip().strip('"') for h in header.split(",")] != ["song_id", "title", "release", "artist_name", "year"]:
                 raise InputFormatError(song_data, "line 1", f"unexpected header {header!r}")
@@ -780,8 +1055,10 @@ def load_msd_songs(
                     song_data, f"record {bad[0]} (song {bad[1]})", f"year {bad[2]!r} is not a non-negative integer"
                 )
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE _msd_song_data AS SELECT song_id, title, release, artist_name, "
-                "CAST(trim(year) AS INTEGER) AS year FROM _msd_song_data_raw"
+                "CREATE OR REPLACE TEMP TABLE _msd_song_data AS SELECT song_id, translate(title, $c1, $cp) AS title, "
+                "translate(release, $c1, $cp) AS release, translate(artist_name, $c1, $cp) AS artist_name, "
+                "CAST(trim(year) AS INTEGER) AS year FROM _msd_song_data_raw",
+                {"c1": C1_CONTROLS, "cp": C1_AS_CP1252},
             )
         else:
             con.execute(
@@ -832,8 +1109,43 @@ def load_msd_songs(
     )
 
 
+_SONG_DATA_CSV = """
+CREATE OR REPLACE TEMP TABLE _msd_song_data_raw AS
+SELECT * FROM read_csv(?, header=true, auto_detect=false, quote='"', escape='"', strict_mode=true,
+    compression='{compression}',
+    columns={{'song_id': 'VARCHAR', 'title': 'VARCHAR', 'release': 'VARCHAR', 'artist_name': 'VARCHAR',
+              'year': 'VARCHAR'}})
+"""
+
+
+def _read_song_data(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Read ``song_data.csv`` into ``_msd_song_data_raw`` (year as text: DuckDB's cast would
+    round "2001.5" and read "1e3"). A file that is not UTF-8 is read through a UTF-8 copy
+    decoded line by line (UTF-8, else Windows-1252); returns how many lines needed that."""
+    try:
+        con.execute(_SONG_DATA_CSV.format(compression=_compression(path)), [str(path)])
+        return 0
+    except _DUCKDB_ERRORS as exc:
+        raw = _read_all(path)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raise InputFormatError(path, "csv", _duckdb_message(exc)) from exc
+    decoded = decode_lines_robustly(raw)
+    with tempfile.TemporaryDirectory(prefix="spotify_assets_msd_") as folder:
+        utf8_copy = Path(folder) / "song_data.csv"
+        utf8_copy.write_text("\n".join(decoded.lines) + "\n", encoding="utf-8")
+        try:
+            con.execute(_SONG_DATA_CSV.format(compression="none"), [str(utf8_copy)])
+        except _DUCKDB_ERRORS as exc:
+            raise InputFormatError(path, "csv", _duckdb_message(exc)) from exc
+    return decoded.cp1252_lines
+
+
 def _first_line(path: Path) -> str:
-    with open(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         raw = handle.readline()
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 

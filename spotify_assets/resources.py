@@ -82,10 +82,16 @@ class RawInputs(dg.ConfigurableResource):
     entp_triplets: str = Field(description="ENTP train_triplets.txt[.gz].")
     msd_dir: str = Field(description="Folder with unique_tracks.txt, song_data.csv, sid_mismatches.txt.")
     max_slice_bytes: int = Field(
-        default=512 * 1024 * 1024, description="Reject MPD slice files larger than this many bytes."
+        default=512 * 1024 * 1024,
+        description="Reject MPD slice files larger than this many bytes, on disk or (gzip) after decompression."
     )
     mpd_load_threads: int = Field(
         default=0, ge=0, description="Slices parsed at once (DuckDB parses one JSON file on one thread); 0 = one per core."
+    )
+    allow_external_symlinks: bool = Field(
+        default=False,
+        description="Follow a raw file that is a symlink out of its folder (refused by default: a link dropped "
+                    "into the watched MPD folder must not make the loaders read elsewhere on disk).",
     )
 
     def msd_file(self, *names: str) -> Path | None:

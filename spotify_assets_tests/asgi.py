@@ -66,8 +66,10 @@ class AsgiClient:
             raw_headers.append((b"content-length", str(len(body)).encode()))
         else:
             raw_headers.append((b"transfer-encoding", b"chunked"))
+        path, _, query = path.partition("?")
         scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": query.encode(),
                  "root_path": "", "headers": raw_headers, "client": ("127.0.0.1", 50000),
                  "server": ("127.0.0.1", 8000), "state": {}}
         pending = list(chunks)

@@ -33,6 +33,7 @@ class BundleFacts:
     user_ids: list[str]  # every user the model knows, dense order
     pids: list[int]  # every playlist, dense order
     cold_users: list[str]
+    bundle_id: str
 
 
 def write_bundle(artifacts: Path, n_users: int = 200, n_playlists: int = 1500, dim: int = 16, seed: int = 0,
@@ -71,4 +72,4 @@ def write_bundle(artifacts: Path, n_users: int = 200, n_playlists: int = 1500, d
     Path(artifacts).joinpath(*index_info_path(PLAYLIST_INDEX)).write_text(json.dumps({
         "bundle_id": bundle_id, "metric": "dot", "dim": dim + 1, "n_trees": 10, "search_k": -1,
         "index_faster_than_exact": use_index}))
-    return BundleFacts(Path(artifacts), user_ids, pids.tolist(), [u for u, c in zip(user_ids, cold) if c])
+    return BundleFacts(Path(artifacts), user_ids, pids.tolist(), [u for u, c in zip(user_ids, cold) if c], bundle_id)

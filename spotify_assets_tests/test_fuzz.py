@@ -120,8 +120,14 @@ def _valid_str(v) -> bool:
     return True
 
 
-def reference_mpd_rows(raw: bytes) -> tuple[list[tuple], list[tuple]]:
-    """(playlist rows, track rows) of a slice, or raise Rejected."""
+def _name_range(name: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"mpd\.slice\.(\d+)-(\d+)\.json(\.gz)?", name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def reference_mpd_rows(raw: bytes, pid_range: tuple[int, int] | None = None) -> tuple[list[tuple], list[tuple]]:
+    """(playlist rows, track rows) of a slice, or raise Rejected. A slice holds at least one
+    playlist, and only pids within ``pid_range`` (the range its file name gives)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -133,6 +139,8 @@ def reference_mpd_rows(raw: bytes) -> tuple[list[tuple], list[tuple]]:
         raise Rejected(f"json: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):
         raise Rejected("layout")
+    if not doc["playlists"]:
+        raise Rejected("empty slice")
     playlists, tracks, pids = [], [], set()
     for p in doc["playlists"]:
         if not isinstance(p, dict):
@@ -152,6 +160,8 @@ def reference_mpd_rows(raw: bytes) -> tuple[list[tuple], list[tuple]]:
             raise Rejected("collaborative")
         if p["pid"] in pids:
             raise Rejected("duplicate pid")
+        if pid_range is not None and not pid_range[0] <= p["pid"] <= pid_range[1]:
+            raise Rejected("pid outside the file name's range")
         pids.add(p["pid"])
         ts = p.get("tracks")
         if not isinstance(ts, list) or len(ts) != p["num_tracks"]:
@@ -212,7 +222,7 @@ def check_mpd(con, path: Path, raw: bytes, target: str, *, strict: bool = True, 
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'mpd_playlists'").fetchall()[0][0]:
         before = _table_state(con)
     try:
-        expected = reference_mpd_rows(raw)
+        expected = reference_mpd_rows(raw, _name_range(path.name))
     except Rejected:
         expected = None
     try:
@@ -388,15 +398,17 @@ def test_non_utf8_slice_names_the_line(mpd) -> None:
         load_mpd_slice(con, path)
 
 
-def test_empty_playlists_and_empty_slice_load(mpd) -> None:
+def test_empty_playlists_load_and_an_empty_slice_is_refused(mpd) -> None:
     con, path = mpd
+    path = path.with_name("mpd.slice.0-9.json")
     doc = small_slice()
     doc["playlists"].append(_playlist(7, 0))
     assert check_mpd(con, path, dump(doc), "mpd_empty") == "loaded"
     assert load_mpd_slice(con, path).notes["empty_playlists"] == 1
+    # issue 16: a slice cut down to valid-but-empty JSON no longer erases its partition
     doc["playlists"] = []
-    assert check_mpd(con, path, dump(doc), "mpd_empty") == "loaded"
-    assert con.execute("SELECT count(*) FROM mpd_playlists").fetchall()[0][0] == 0
+    assert check_mpd(con, path, dump(doc), "mpd_empty") == "rejected"
+    assert con.execute("SELECT count(*) FROM mpd_playlists").fetchall()[0][0] == 3
 
 
 # Hypothesis strategies: mostly-valid documents with occasional wrong values anywhere.
@@ -415,7 +427,8 @@ def _maybe(valid: st.SearchStrategy) -> st.SearchStrategy:
 @st.composite
 def mpd_documents(draw) -> dict:
     n = draw(st.integers(0, 4))
-    pids = draw(st.lists(st.integers(0, 12), min_size=n, max_size=n))
+    # the file is mpd.slice.0-12.json: 13 and 14 are outside its range
+    pids = draw(st.lists(st.integers(0, 14), min_size=n, max_size=n))
     playlists = []
     for pid in pids:
         n_tracks = draw(st.integers(0, 3))
@@ -517,7 +530,8 @@ def _cross_slice_property(tmp_path_factory, first: list[int], second: list[int])
     con = memory_con()
     try:
         paths = []
-        for name, pids in (("mpd.slice.0-9.json", first), ("mpd.slice.10-19.json", second)):
+        # two names whose ranges both cover the pids drawn (0..15)
+        for name, pids in (("mpd.slice.0-15.json", first), ("mpd.slice.0-99.json", second)):
             doc = {"info": {}, "playlists": [_playlist(pid, pid % 3) for pid in pids]}
             paths.append(folder / name)
             paths[-1].write_bytes(dump(doc))
@@ -540,7 +554,7 @@ def _cross_slice_property(tmp_path_factory, first: list[int], second: list[int])
         con.close()
 
 
-_pid_sets = st.lists(st.integers(0, 15), unique=True, max_size=6)
+_pid_sets = st.lists(st.integers(0, 15), unique=True, min_size=1, max_size=6)
 
 
 @SHORT
@@ -563,14 +577,21 @@ def test_duplicate_pids_across_slices_long(tmp_path_factory, first, second) -> N
 
 def reference_triplets(raw: bytes) -> list[tuple]:
     """Rows of a triplet file, or raise Rejected. Lines end at \\r\\n, \\r or \\n (DuckDB's
-    reader accepts all three); blank lines are not records; a UTF-8 BOM is skipped."""
+    reader accepts all three), the same throughout the file (a stray \\r or a change of line
+    ending is an error); blank lines are not records; a UTF-8 BOM is skipped."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected("not utf-8") from exc
     text = text.removeprefix("\ufeff")
     rows = []
-    for line in re.split(r"\r\n|\r|\n", text):
+    pieces = re.split(r"(\r\n|\r|\n)", text)
+    first_ending = None
+    for line, ending in zip(pieces[::2], pieces[1::2] + [""]):
+        if first_ending is None:
+            first_ending = ending
+        elif ending and ending != first_ending:
+            raise Rejected("mixed line endings")
         if line == "":
             continue
         fields = line.split("\t")
@@ -596,6 +617,10 @@ def check_entp(con, path: Path, raw: bytes, target: str) -> str:
         result = load_entp_triplets(con, path)
     except InputFormatError as exc:
         assert str(path) in str(exc) and exc.where, exc
+        # issue 16: every malformed row is named by its line (an empty file is refused as a
+        # file, bytes that start like gzip as a broken gzip stream)
+        assert (exc.where.startswith("line ") or (not raw and exc.where == "file")
+                or (raw.startswith(b"\x1f\x8b") and exc.where == "gzip")), exc
         if expected == [] and len(raw) == 0:
             pass  # an empty file is rejected on purpose
         else:
@@ -619,9 +644,17 @@ _count = st.one_of(
 
 @st.composite
 def triplet_files(draw) -> bytes:
+    """Mostly well-formed triplets; some files mix line endings or carry a stray \\r."""
     rows = draw(st.lists(st.tuples(_id, _id, _count), max_size=8))
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    text = newline.join("\t".join(r) for r in rows) + draw(st.sampled_from(["", newline]))
+    newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    endings = [newline if draw(st.integers(0, 9)) else draw(st.sampled_from(["\n", "\r\n", "\r", "\r\r\n"]))
+               for _ in rows]
+    text = "".join("\t".join(r) + e for r, e in zip(rows, endings))
+    if draw(st.booleans()):
+        text = text.removesuffix(endings[-1]) if rows else text
+    if text and draw(st.integers(0, 9)) == 0:
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + "\r" + text[at:]
     return text.encode("utf-8")
 
 
@@ -673,8 +706,21 @@ def unique_tracks_files(draw) -> bytes:
         if draw(st.integers(0, 10)) == 0:
             parts = parts[:3]
         lines.append("<SEP>".join(parts))
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "latin-1"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "cp1252"]))
     return "\n".join(lines).encode(encoding, errors="replace") + b"\n"
+
+
+def _reference_decode(piece: bytes) -> str:
+    """UTF-8, else Windows-1252 (undefined bytes -> U+FFFD); C1 controls read as Windows-1252."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return piece.decode("cp1252", errors="replace")
+    return "".join(bytes([ord(c)]).decode("cp1252", errors="replace") if 0x80 <= ord(c) < 0xA0 else c for c in text)
+
+
+def _has_c1(text: str | None) -> bool:
+    return text is not None and any(0x80 <= ord(c) < 0xA0 for c in text)
 
 
 def _unique_tracks_property(tmp_path_factory, raw: bytes) -> None:
@@ -687,15 +733,14 @@ def _unique_tracks_property(tmp_path_factory, raw: bytes) -> None:
     for chunk in raw.split(b"\n"):
         chunk = chunk.removesuffix(b"\r")
         for piece in chunk.split(b"\r"):
-            try:
-                lines.append(piece.decode("utf-8"))
-            except UnicodeDecodeError:
-                lines.append(piece.decode("latin-1"))
+            lines.append(_reference_decode(piece))
     try:
         table, _ = read_unique_tracks(path)
     except InputFormatError as exc:
         assert str(path) in str(exc)
-        if raw:
+        if raw.startswith(b"\x1f\x8b"):  # read as gzip (its bytes say so): a broken stream
+            assert exc.where == "gzip", exc
+        elif raw:
             number = int(re.fullmatch(r"line (\d+)", exc.where).group(1))
             fields = lines[number - 1].split("<SEP>")
             assert len(fields) != 4 or not fields[0].startswith("TR") or not fields[1].startswith("SO"), exc
@@ -703,6 +748,7 @@ def _unique_tracks_property(tmp_path_factory, raw: bytes) -> None:
         return
     records = [line.split("<SEP>") for line in lines if line]
     assert table.to_pylist() == [dict(zip(("track_id", "song_id", "artist_name", "title"), r)) for r in records]
+    assert not any(_has_c1(value) for row in table.to_pylist() for value in row.values())  # issue 16
     OUTCOMES["msd_unique_tracks:loaded"] += 1
 
 
@@ -724,8 +770,9 @@ def test_titles_with_unicode_line_separators_stay_one_line(tmp_path: Path) -> No
     path = tmp_path / "unique_tracks.txt"
     path.write_text("TR1<SEP>SO1<SEP>A<SEP>One\x85Two\nTR2<SEP>SO2<SEP>B<SEP>x\u2028y\x0cz\n", encoding="utf-8")
     table, _ = read_unique_tracks(path)
-    assert table.column("title").to_pylist() == ["One\x85Two", "x\u2028y\x0cz"]
-    assert decode_lines_robustly(b"a\xc2\x85b\r\nc").lines == ["a\x85b", "c"]
+    # U+0085 (a C1 control) is stored as the Windows-1252 character it stands for (issue 16)
+    assert table.column("title").to_pylist() == ["One…Two", "x\u2028y\x0cz"]
+    assert decode_lines_robustly(b"a\xc2\x85b\r\nc").lines == ["a…b", "c"]
 
 
 @st.composite
@@ -737,7 +784,8 @@ def song_data_files(draw) -> bytes:
         values.append(draw(st.one_of(st.integers(0, 2100).map(str), st.sampled_from(["", "2001.5", "1e3", "-5", "x"]))))
         rows.append(",".join('"' + v.replace('"', '""') + '"' if draw(st.booleans()) or any(c in v for c in ',"') else v
                              for v in values))
-    return (draw(st.sampled_from(["\n", "\r\n"])).join(rows) + "\n").encode("utf-8")
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(rows) + "\n"
+    return text.encode(draw(st.sampled_from(["utf-8", "utf-8", "cp1252"])), errors="replace")
 
 
 def _song_data_property(tmp_path_factory, raw: bytes) -> None:
@@ -752,10 +800,12 @@ def _song_data_property(tmp_path_factory, raw: bytes) -> None:
             OUTCOMES["msd_song_data:rejected"] += 1
             return
         rows = con.execute("SELECT song_id, year FROM msd_songs").fetchall()
+        texts = con.execute("SELECT title, release, artist_name FROM msd_songs").fetchall()
     assert all(s.startswith("SO") for s, _ in rows)
     assert all(y is None or 0 < y <= 9999 for _, y in rows)
+    assert not any(_has_c1(value) for row in texts for value in row)  # issue 16: no C1 controls stored
     # every record's song id is there (one row per distinct id), none invented
-    text = raw.decode("utf-8")
+    text = "\n".join(_reference_decode(line) for line in raw.split(b"\n"))
     assert {s for s, _ in rows} <= {m for m in re.findall(r"SO[ABC09]*", text)}
     OUTCOMES["msd_song_data:loaded"] += 1
 
@@ -789,20 +839,37 @@ def test_missing_unique_tracks_is_an_input_error(tmp_path: Path) -> None:
         load_msd_songs(duckdb.connect(), unique_tracks=tmp_path / "unique_tracks.txt", song_data=None)
 
 
-@SHORT
-@given(raw=st.binary(max_size=200) | st.lists(_field, max_size=4).map(lambda ls: "\n".join(
-    f"ERROR: <SO{x} TR{x}> a - b != c - d" if i % 2 else x for i, x in enumerate(ls)).encode()))
-def test_sid_mismatches(tmp_path_factory, raw: bytes) -> None:
+_sid_mismatch_files = st.binary(max_size=200) | st.lists(_field, max_size=4).map(lambda ls: "\n".join(
+    f"ERROR: <SO{x} TR{x}> a - b != c - d" if i % 2 else x for i, x in enumerate(ls)).encode())
+
+
+def _sid_mismatches_property(tmp_path_factory, raw: bytes) -> None:
     TRIED["msd_sid_mismatches"] += 1
     path = tmp_path_factory.mktemp("msd") / "sid_mismatches.txt"
     path.write_bytes(raw)
     try:
         table = read_sid_mismatches(path)
     except InputFormatError as exc:
-        assert str(path) in str(exc) and exc.where.startswith("line ")
+        assert str(path) in str(exc)
+        assert exc.where.startswith("line ") or (raw.startswith(b"\x1f\x8b") and exc.where == "gzip"), exc
+        OUTCOMES["msd_sid_mismatches:rejected"] += 1
         return
     records = [line for line in decode_lines_robustly(raw).lines if line.strip()]
     assert table.num_rows == len(records)  # no silent skip
+    OUTCOMES["msd_sid_mismatches:loaded"] += 1
+
+
+@SHORT
+@given(raw=_sid_mismatch_files)
+def test_sid_mismatches(tmp_path_factory, raw: bytes) -> None:
+    _sid_mismatches_property(tmp_path_factory, raw)
+
+
+@pytest.mark.fuzz
+@LONG
+@given(raw=_sid_mismatch_files)
+def test_sid_mismatches_long(tmp_path_factory, raw: bytes) -> None:
+    _sid_mismatches_property(tmp_path_factory, raw)
 
 
 # --------------------------------------------------------------------------------------
@@ -876,3 +943,24 @@ def test_duckdb_error_quoting_a_cut_utf8_character_is_an_input_error(mpd) -> Non
         "name": "", "pid": 0, "modified_at": 0, "num_tracks": 0, "num_albums": 0, "num_followers": 0,
         "num_edits": 0, "duration_ms": 0, "num_artists": 0, "tracks": {'000000000"\x1f\x1f\x1f\x1f\x1f\x1f\x80': None}}]}
     assert check_mpd(con, path, dump(doc), "mpd_regressions") == "rejected"
+
+
+@pytest.mark.parametrize("reader", [read_sid_mismatches, read_unique_tracks])
+def test_text_that_starts_like_gzip_is_an_input_error(tmp_path: Path, reader) -> None:
+    """Regression (found by the fuzz run after gzip became recognised by its magic bytes): a
+    text file starting with 0x1f 0x8b raised EOFError from the gzip reader."""
+    path = tmp_path / "sid_mismatches.txt"
+    path.write_bytes(b"\x1f\x8b")
+    with pytest.raises(InputFormatError) as err:
+        reader(path)
+    assert err.value.where == "gzip" and str(path) in str(err.value)
+
+
+def test_a_blank_first_line_sets_the_line_ending(tmp_path: Path) -> None:
+    """Regression (found by the fuzz run): "\\r0\\t0\\t1\\n" (a blank line ended by \\r, then one
+    ended by \\n) was refused by DuckDB with no line named; the ending of line 2 differs."""
+    con = duckdb.connect()
+    assert check_entp(con, tmp_path / "train_triplets.txt", b"\r0\t0\t1\n", "entp_fixed") == "rejected"
+    with pytest.raises(InputFormatError) as err:
+        load_entp_triplets(con, tmp_path / "train_triplets.txt")
+    assert err.value.where == "line 2" and "mixed line endings" in err.value.problem

@@ -63,6 +63,7 @@ class Target:
         self.known_users, self.known_pids = set(self.users), set(self.pids)
         self.log = FeedbackLog(root / "feedback.sqlite")
         self.client = AsgiClient(create_app(facts.artifacts, self.log.path, SETTINGS))
+        self.version = "bpr-" + facts.bundle_id[:8]
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +150,25 @@ def reference_recommend(body, known_users: set[str]) -> bool:
     return _strict_int(k) and 1 <= k <= MAX_K and len(ids) * k <= SETTINGS.max_playlists_per_request
 
 
-def reference_feedback(body, known_pids: set[int]) -> bool:
-    if not isinstance(body, dict) or set(body) != {"user_id", "liked_playlist", "shown_playlists"}:
+FEEDBACK_KEYS = {"user_id", "liked_playlist", "shown_playlists"}
+
+
+def reference_feedback(body, known_pids: set[int], impressions=lambda _id: None) -> bool:
+    """``impressions(id)``: (user_id, model_version, shown pids) of a served list, or None."""
+    if not isinstance(body, dict) or not FEEDBACK_KEYS <= set(body) <= FEEDBACK_KEYS | {"impression_id"}:
         return False
-    shown = body["shown_playlists"]
-    return (_user_id(body["user_id"]) and _strict_int(body["liked_playlist"]) and isinstance(shown, list)
+    shown, liked = body["shown_playlists"], body["liked_playlist"]
+    if not (_user_id(body["user_id"]) and (liked is None or _strict_int(liked)) and isinstance(shown, list)
             and 1 <= len(shown) <= MAX_SHOWN and all(map(_strict_int, shown)) and len(set(shown)) == len(shown)
-            and body["liked_playlist"] in shown and set(shown) <= known_pids)
+            and (liked is None or liked in shown) and set(shown) <= known_pids):
+        return False
+    impression_id = body.get("impression_id")
+    if impression_id is None:
+        return True
+    if not _strict_int(impression_id) or impression_id < 1:
+        return False
+    served = impressions(impression_id)
+    return served is not None and served[0] == body["user_id"] and set(served[2]) == set(shown)
 
 
 def _json_media(content_type: str | None) -> bool:
@@ -185,7 +198,7 @@ def check(target: Target, name: str, path: str, raw: bytes, *, chunks: list[byte
             acceptable = False
     if acceptable:
         acceptable = (reference_recommend(body, target.known_users) if path == RECOMMEND
-                      else reference_feedback(body, target.known_pids))
+                      else reference_feedback(body, target.known_pids, target.log.impression))
     after = target.log.stats()[1]
     OUTCOMES[f"{name}:{reply.status}"] += 1
     if not acceptable:
@@ -200,6 +213,8 @@ def check(target: Target, name: str, path: str, raw: bytes, *, chunks: list[byte
                               (after,)).fetchone()
         assert row == (body["user_id"], body["liked_playlist"], json.dumps(body["shown_playlists"]),
                        int(body["user_id"] in target.known_users))
+        served = target.log.impression(body["impression_id"]) if body.get("impression_id") else None
+        assert answer["model_version"] == (served[1] if served else target.version)
         assert answer["known_user"] is (body["user_id"] in target.known_users)
         return
     assert reply.status == 200, f"{name}: {reply.status} {answer!r} for acceptable {raw[:300]!r}"
@@ -288,10 +303,12 @@ def feedback_bodies(draw, users: list[str], pids: list[int]) -> object:
         (1, st.lists(st.sampled_from(pids), min_size=480, max_size=520, unique=True)),  # around MAX_SHOWN
         (2, st.lists(st.one_of(st.sampled_from(pids), st.integers(), SCALARS), max_size=12)))
     liked = _weighted(draw, (7, st.sampled_from(shown) if shown else st.integers()), (1, st.sampled_from(pids)),
-                      (1, st.integers()), (1, SCALARS))
+                      (1, st.integers()), (1, SCALARS), (1, st.none()))
     user_id = _weighted(draw, (4, st.sampled_from(users)), (3, st.text(ANY_CHAR, min_size=1, max_size=210)),
                         (2, st.text(min_size=1, max_size=20)), (1, SCALARS))
     body = {"user_id": user_id, "liked_playlist": liked, "shown_playlists": shown}
+    if draw(st.integers(0, 3)) == 3:
+        body["impression_id"] = _weighted(draw, (3, st.integers(1, 40)), (1, st.integers()), (1, SCALARS))
     if draw(st.integers(0, 7)) == 7:
         body.pop(draw(st.sampled_from(sorted(body))))
     if draw(st.integers(0, 7)) == 7:
@@ -418,5 +435,16 @@ def test_reference_agrees_on_known_cases(target) -> None:
     assert host_allowed("localhost:8000") and host_allowed("[::1]") and not host_allowed("evil:80")
     assert not host_allowed(None) and not host_allowed("127.0.0.1:x") and not host_allowed("[::1")
     check(target, "hand_picked", RECOMMEND, json.dumps(good_rec).encode())
+    # feedback naming the list it rates: accepted for that list's user and playlists only
+    served = target.client.request("POST", RECOMMEND, json.dumps({"user_ids": target.users[:1]}).encode(),
+                                   content_type="application/json", host="127.0.0.1").json()[0]
+    shown = [p["pid"] for p in served["playlists"]]
+    rated = {"user_id": served["user_id"], "liked_playlist": None, "shown_playlists": shown,
+             "impression_id": served["impression_id"]}
+    assert reference_feedback(rated, target.known_pids, target.log.impression)
+    assert not reference_feedback({**rated, "user_id": "someone-else"}, target.known_pids, target.log.impression)
+    assert not reference_feedback({**rated, "shown_playlists": shown[:2]}, target.known_pids, target.log.impression)
+    check(target, "hand_picked", FEEDBACK, json.dumps(rated).encode())
+    check(target, "hand_picked", FEEDBACK, json.dumps({**rated, "user_id": "someone-else"}).encode())
     check(target, "hand_picked", FEEDBACK, json.dumps(good_fb).encode())
     assert OUTCOMES["hand_picked:200"] >= 1 and OUTCOMES["hand_picked:201"] >= 1

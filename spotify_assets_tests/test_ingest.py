@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from spotify_assets.ingest import (
+    InputFormatError,
+    SliceFingerprint,
     decode_lines_robustly,
     list_mpd_slices,
     load_entp_triplets,
     load_mpd_slice,
     load_mpd_slices,
     load_msd_songs,
+    slice_fingerprints,
 )
 from spotify_assets_tests.conftest import snapshot
 
@@ -96,11 +99,13 @@ def test_entp_and_msd_load(tiny_raw: Path, con) -> None:
     assert con.execute("SELECT count(DISTINCT song_id) = count(*) FROM msd_songs").fetchall()[0][0]
 
 
-def test_latin1_lines_are_decoded_and_counted() -> None:
-    raw = "TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu\n".encode("utf-8") + "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace\n".encode("latin-1")
+def test_non_utf8_lines_are_decoded_as_windows_1252_and_counted() -> None:
+    raw = ("TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu\n".encode("utf-8") + "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace\n".encode("latin-1")
+           + "TR3<SEP>SO3<SEP>X<SEP>Don’t\n".encode("cp1252") + b"TR4<SEP>SO4<SEP>Y<SEP>\x81\n")
     decoded = decode_lines_robustly(raw)
-    assert decoded.lines == ["TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu", "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace"]
-    assert decoded.latin1_lines == 1
+    assert decoded.lines == ["TR1<SEP>SO1<SEP>Beyoncé<SEP>Déjà Vu", "TR2<SEP>SO2<SEP>Motörhead<SEP>Ace",
+                             "TR3<SEP>SO3<SEP>X<SEP>Don’t", "TR4<SEP>SO4<SEP>Y<SEP>\ufffd"]
+    assert (decoded.cp1252_lines, decoded.replaced_lines) == (3, 1)
 
 
 @pytest.mark.parametrize("crlf", [False, True])
@@ -139,8 +144,9 @@ def test_parallel_slice_loading_equals_sequential_and_never_admits_a_pid_twice(t
         # exactly one copy gets in, the others are rejected naming the clash
         fresh = duckdb.connect(str(tmp_path / "clash.duckdb"))
         copies = []
-        for start in (9000, 9250, 9500):
-            copy = tmp_path / f"mpd.slice.{start}-{start + 249}.json"
+        # (ranges that cover the copied pids: a pid outside its file name's range is refused)
+        for end in (999, 1999, 2999):
+            copy = tmp_path / f"mpd.slice.0-{end}.json"
             shutil.copyfile(slices[0], copy) if slices[0].suffix == ".json" else copy.write_bytes(
                 gzip.decompress(slices[0].read_bytes()))
             copies.append((copy, copy.name))
@@ -152,3 +158,57 @@ def test_parallel_slice_loading_equals_sequential_and_never_admits_a_pid_twice(t
         fresh.close()
     finally:
         parallel_db.close()
+
+
+def _gzip_copy(path: Path, folder: Path) -> Path:
+    packed = folder / (path.name + ".gz")
+    with open(path, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return packed
+
+
+def test_renaming_a_slice_between_gz_and_plain_replaces_its_rows(tiny_raw: Path, con, tmp_path: Path) -> None:
+    """Regression: after x.json.gz -> x.json the reload failed forever with "pid 0: already
+    loaded from slice 'x.json.gz'". The two names hold the same slice (same pid range)."""
+    first, second = list_mpd_slices(tiny_raw / "mpd")[:2]
+    folder = tmp_path / "mpd"
+    folder.mkdir()
+    load_mpd_slice(con, shutil.copy(second, folder))
+    packed = _gzip_copy(first, folder)
+    load_mpd_slice(con, packed)
+    expected = snapshot(con, "mpd_playlist_tracks")
+    plain = packed.rename(folder / first.name)
+    result = load_mpd_slice(con, plain)
+    assert result.notes["replaced_slice"] == packed.name
+    slices = {row[0] for row in con.execute("SELECT DISTINCT slice FROM mpd_playlists").fetchall()}
+    assert slices == {first.name, second.name}
+    # same rows, now filed under the new name
+    renamed = [(first.name if row[0] == packed.name else row[0], *row[1:]) for row in expected]
+    assert snapshot(con, "mpd_playlist_tracks") == sorted(renamed)
+
+
+def test_both_gz_and_plain_copies_of_a_slice_are_refused(tiny_raw: Path, con, tmp_path: Path) -> None:
+    first = list_mpd_slices(tiny_raw / "mpd")[0]
+    folder = tmp_path / "mpd"
+    folder.mkdir()
+    plain = shutil.copy(first, folder)
+    load_mpd_slice(con, plain)
+    before = snapshot(con, "mpd_playlists")
+    packed = _gzip_copy(first, folder)
+    with pytest.raises(InputFormatError) as err:
+        load_mpd_slice(con, packed)
+    assert first.name in err.value.problem and "keep one" in err.value.problem
+    assert snapshot(con, "mpd_playlists") == before
+
+
+def test_each_loaded_slice_records_its_file_fingerprint(tiny_raw: Path, con) -> None:
+    import hashlib
+
+    path = list_mpd_slices(tiny_raw / "mpd")[0]
+    result = load_mpd_slice(con, path)
+    stat = path.stat()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.notes["sha256"] == digest
+    assert con.execute("SELECT slice, bytes, mtime_ns, sha256 FROM mpd_slice_files").fetchall() == [
+        (path.name, stat.st_size, stat.st_mtime_ns, digest)]
+    assert slice_fingerprints(con) == {path.name: SliceFingerprint(stat.st_size, stat.st_mtime_ns, digest)}

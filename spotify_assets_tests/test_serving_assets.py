@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from spotify_assets.defs.evaluate.assets import model_leaderboard
 from spotify_assets.defs.feedback.assets import feedback_positives
@@ -85,7 +86,7 @@ def test_indexes_meet_recall_and_recommendations_are_valid(served) -> None:
     # cold-start users got the popularity list, in popularity order
     cold = _table(data_dir, "SELECT DISTINCT model FROM recommendations WHERE cold_start")
     assert cold in ([], [("popularity",)])
-    assert events["serving_model"]["model"].value in ("bpr", "als")
+    assert events["serving_model"]["model"].value in ("bpr", "als", "song_ranker")
 
 
 def test_python_api_and_cli_answer_from_the_bundle(served) -> None:
@@ -367,3 +368,62 @@ def test_exact_and_index_paths_agree(served) -> None:
         assert b[u].playlists.size == 5 and not np.isin(b[u].playlists, row).any()
         assert np.all(np.diff(b[u].scores) <= 1e-6)
     assert all(a[u].cold_start and b[u].cold_start for u in users if exact.cold[u])
+
+
+def test_song_ranker_bundle_is_served_by_exact_scoring(served, tmp_path: Path) -> None:
+    """model=song_ranker: the indexes say they cover vector models only (and the run passes), the
+    recommendations and the Python API rank by ``SongRanker.score_all`` minus the exclusions,
+    unknown users get the popularity list."""
+    from spotify_assets.prepare.matrices import load_csr
+    from spotify_assets.train.knn import Neighbors
+    from spotify_assets.train.song_scoring import SongRanker, SongSignals
+
+    data_dir, _ = served
+    run_dir = tmp_path / "data"
+    shutil.copytree(data_dir, run_dir)
+    result = run_chain(run_dir, assets=SERVE, run_config={"ops": {"serving_model": {"config": {"model": "song_ranker"}}}})
+    assert result.success
+    events = _events(result)
+    assert events["serving_model"]["kind"].value == "song_ranker"
+    for asset in ("playlist_index", "user_index"):
+        assert events[asset]["indexed"].value is False and "vector models" in events[asset]["reason"].value
+    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert checks[("recommendations", "recommendations_valid")]
+    assert not (run_dir / "artifacts" / "serve" / "playlist_index.ann").exists()
+    # an independent ranking: the trained weights over the pipeline's own matrices
+    art = run_dir / "artifacts"
+    interactions = np.load(art / "split" / "training_interactions.npz")
+    matrix = sp.csr_matrix((np.ones(interactions["indices"].size, np.float32), interactions["indices"],
+                            interactions["indptr"]), shape=tuple(interactions["shape"]))
+    stored = np.load(art / "train" / "user_neighbors.npz")
+    ranker = SongRanker(SongSignals.build(load_csr(art / "prepare" / "user_song.npz"),
+                                          load_csr(art / "prepare" / "playlist_song.npz"), matrix,
+                                          Neighbors(stored["neighbors"], stored["similarities"])),
+                        dict(np.load(art / "train" / "song_ranker.npz")))
+    users = np.arange(0, matrix.shape[0], 7)
+    scores = ranker.score_all(users)
+    scores[matrix[users].nonzero()] = -np.inf
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    pids = np.array([r[0] for r in _table(run_dir, "SELECT pid FROM playlist_dictionary ORDER BY playlist_idx")])
+    served_lists = dict(((u, r), p) for u, r, p in _table(run_dir, "SELECT uid, rank, pid FROM recommendations"))
+    cold = {u for (u,) in _table(run_dir, "SELECT DISTINCT uid FROM recommendations WHERE cold_start")}
+    user_song = load_csr(art / "prepare" / "user_song.npz")
+    assert cold == set(np.flatnonzero(np.diff(user_song.indptr) == 0).tolist())  # no songs: popularity
+    # float32 matrix products round differently for other block sizes, so near-ties may swap:
+    # the served lists must hold the same scores as the best five, position by position
+    index_of = {int(pid): j for j, pid in enumerate(pids.tolist())}
+    checked = exact = 0
+    for row, u in enumerate(users.tolist()):
+        if u in cold:
+            continue
+        got = [index_of[served_lists[(u, r)]] for r in range(1, 6)]
+        np.testing.assert_allclose(scores[row, got], scores[row, expected[row]], rtol=0, atol=1e-4)
+        checked += 1
+        exact += got == expected[row].tolist()
+    assert checked > 10 and exact >= 0.8 * checked
+    user_ids = [r[0] for r in _table(run_dir, "SELECT user_id FROM user_dictionary ORDER BY uid")]
+    out = recommend([user_ids[int(users[1])], "no-such-user"], k=5, artifacts_dir=art)
+    assert out[0]["model"] == "song_ranker" and out[0]["model_version"].startswith("song_ranker-")
+    got = [index_of[p["pid"]] for p in out[0]["playlists"]]
+    np.testing.assert_allclose(scores[1, got], scores[1, expected[1]], rtol=0, atol=1e-4)
+    assert out[1]["cold_start"] and not out[1]["known"] and len(out[1]["playlists"]) == 5

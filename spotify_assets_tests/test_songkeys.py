@@ -1,4 +1,4 @@
-"""Song keys: the normalization and version-suffix rules of DESIGN §3."""
+"""Song keys: the normalization and version-suffix rules (see spotify_assets.prepare.songkeys)."""
 
 import pytest
 

@@ -1,6 +1,7 @@
 """The tracks group on `tiny` data through dg.materialize: every asset and check, item2vec's
 genre structure and duplicate precision against the generator's truth (tests read truth/,
-assets never do), the map image, the continuation table, and same seed -> same outputs."""
+assets never do), the map image, the two-tower model trained on train playlists only, the
+challenge-protocol continuation table, and same seed -> same outputs."""
 
 from __future__ import annotations
 
@@ -18,22 +19,32 @@ from spotify_assets.defs.ingest.assets import mpd_slice_tables
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.tracks import assets as track_assets
 from spotify_assets.defs.tracks import checks as track_checks
+from spotify_assets.tracks.challenge import CATEGORIES
+from spotify_assets.tracks.two_tower import TWO_TOWER, load_two_tower, popularity_buckets
 from spotify_assets_tests.test_label_split_assets import run_chain
 
 MARTS = {"stg_playlist_tracks", "stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary",
          "playlist_track_ids"}
 UPSTREAM = [mpd_slice_tables, *[a for a in sql_model_assets if a.key.to_user_string() in MARTS]]
 TRACKS = [track_assets.next_track_examples, track_assets.track_embeddings, track_assets.similar_tracks_asset,
-          track_assets.duplicate_tracks, track_assets.track_embedding_map, track_assets.playlist_continuation_eval]
+          track_assets.duplicate_tracks, track_assets.track_embedding_map, track_assets.two_tower_model,
+          track_assets.playlist_continuation_eval]
 CHECKS = [track_checks.next_track_examples_valid, track_checks.track_embeddings_valid,
           track_checks.duplicates_mostly_confirmed, track_checks.track_embedding_map_is_png,
-          track_checks.item2vec_beats_popularity]
+          track_checks.item2vec_beats_popularity, track_checks.two_tower_beats_popularity_from_names,
+          track_checks.two_tower_model_ranks]
 # tiny has 500 playlists: embed tracks seen 3+ times, with more epochs of smaller steps and
 # lighter subsampling than the sample's defaults; item2vec only, so the genre test is about it
 MIN_COUNT = 3
-RUN_CONFIG = {"ops": {"track_embeddings": {"config": {
-    "min_count": MIN_COUNT, "compare_ppmi_svd": False, "epochs": 10, "subsample": 1e-3, "batch_size": 2048, "lr": 0.05,
-}}}}
+RUN_CONFIG = {"ops": {
+    "track_embeddings": {"config": {
+        "min_count": MIN_COUNT, "compare_ppmi_svd": False, "epochs": 10, "subsample": 1e-3, "batch_size": 2048,
+        "lr": 0.05}},
+    # tiny has 400 train playlists: more rounds per epoch, smaller steps
+    "two_tower_model": {"config": {"batch_size": 64, "examples_per_playlist": 8, "max_epochs": 5, "dim": 32,
+                                   "hidden": 64, "name_buckets": 4096}},
+    "playlist_continuation_eval": {"config": {"als_alphas": [1.0, 10.0]}},
+}}
 TABLES = ["next_track_examples", "track_playlist_splits", "similar_tracks", "duplicate_tracks",
           "playlist_continuation_eval"]
 
@@ -69,7 +80,7 @@ def test_every_tracks_asset_materializes_with_checks_passing(tracks_run) -> None
     assert {c.check_key.name for c in CHECKS} <= set(checks)
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
     assert metadata["track_embeddings"]["tracks_dropped_below_min_count"].value > 0
-    assert "| model |" in metadata["playlist_continuation_eval"]["results"].value
+    assert "| category | queries | popularity |" in metadata["playlist_continuation_eval"]["results"].value
     assert "| rank | track | artist |" in metadata["similar_tracks"]["examples"].value
 
 
@@ -149,22 +160,62 @@ def test_embedding_map_is_a_non_trivial_png(tracks_run) -> None:
     assert metadata["tracks_with_a_genre"].value > 0.5 * metadata["tracks_drawn"].value
 
 
-def test_continuation_table_ranks_every_model(tracks_run) -> None:
-    data_dir, _ = tracks_run
+def test_continuation_table_ranks_every_model_per_category(tracks_run) -> None:
+    data_dir, result = tracks_run
     with warehouse(data_dir) as con:
-        rows = {r[0]: r[1:] for r in con.execute(
-            "SELECT model, queries, r_precision, r_precision_tracks, ndcg, clicks FROM playlist_continuation_eval"
-        ).fetchall()}
+        rows = {(r[0], r[1]): r[2:] for r in con.execute(
+            "SELECT category, model, queries, r_precision, r_precision_tracks, ndcg, clicks, precision_at_100 "
+            "FROM playlist_continuation_eval").fetchall()}
         test_playlists = con.execute("SELECT count(*) FROM track_playlist_splits WHERE split = 'test'").fetchall()[0][0]
-    assert set(rows) == {"popularity", "cooccurrence", "item2vec", "als"}
-    for queries, rp, rp_tracks, ndcg, clicks in rows.values():
-        assert 0 < queries <= test_playlists
-        assert 0 <= rp_tracks <= rp <= 1 and 0 <= ndcg <= 1 and 0 <= clicks <= 51
-    assert rows["cooccurrence"][3] > rows["popularity"][3]  # NDCG: co-occurrence beats popularity
+    models = {"popularity", "cooccurrence", "item2vec", "als", "two_tower"}
+    categories = {c for c, _ in rows}
+    # tiny's 50 test playlists are too short for the 100-track categories: skipped and reported
+    assert categories == {c.name for c in CATEGORIES if c.seeds < 100} | {"overall"}
+    metadata = events(result)["playlist_continuation_eval"]
+    assert set(metadata["skipped_categories"].value) == {"title + first 100", "title + random 100"}
+    for category in categories:
+        assert {m for c, m in rows if c == category} == models
+    for (category, model), (queries, rp, rp_tracks, ndcg, clicks, p100) in rows.items():
+        assert 0 < queries <= (test_playlists if category != "overall" else 10 * test_playlists)
+        assert 0 <= rp_tracks <= rp <= 1 and 0 <= ndcg <= 1 and 0 <= clicks <= 51 and 0 <= p100 <= 1
+    # every model answered the same queries
+    assert len({rows[("overall", m)][0] for m in models}) == 1
+    ndcg = {key: value[3] for key, value in rows.items()}
+    assert ndcg[("title only", "two_tower")] > 1.5 * ndcg[("title only", "popularity")]  # names carry the genre
+    assert ndcg[("title only", "als")] == ndcg[("title only", "popularity")]  # nothing to fold in
+    assert ndcg[("overall", "cooccurrence")] > ndcg[("overall", "popularity")]
+    for key in ("results", "two_tower_targets", "bench_results", "als_trials"):
+        assert metadata[key].value.strip()
+    assert "| title only |" in metadata["results"].value
+
+
+def test_two_tower_trains_on_train_playlists_only(tracks_run) -> None:
+    """The model's vocabulary and popularity buckets are those of the train split: no track
+    occurrence from a val or test playlist reached it."""
+    data_dir, result = tracks_run
+    model = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER))
+    with warehouse(data_dir) as con:
+        counts = dict(con.execute(
+            "SELECT track_id, count(*) FROM playlist_track_ids JOIN track_playlist_splits USING (pid) "
+            "WHERE split = 'train' GROUP BY track_id").fetchall())
+        held_out_only = con.execute(
+            """SELECT count(DISTINCT track_id) FROM playlist_track_ids JOIN track_playlist_splits USING (pid)
+               WHERE split <> 'train' AND track_id NOT IN (SELECT track_id FROM playlist_track_ids
+               JOIN track_playlist_splits USING (pid) WHERE split = 'train')""").fetchall()[0][0]
+        uris = dict(con.execute("SELECT track_id, track_uri FROM track_dictionary").fetchall())
+    assert held_out_only > 0  # there are tracks the model must not know
+    assert model.vocab_track_ids.tolist() == sorted(counts)
+    expected = popularity_buckets(np.array([counts[t] for t in model.vocab_track_ids.tolist()]))
+    np.testing.assert_array_equal(model.net.vocab_popularity.numpy(), expected)
+    assert model.catalogue["track_uri"] == [uris[t] for t in model.vocab_track_ids.tolist()]
+    metadata = events(result)["two_tower_model"]
+    assert metadata["vocabulary_tracks"].value == len(counts) and "| epoch |" in metadata["history"].value
 
 
 def _digests(data_dir: Path) -> dict[str, str]:
     out = {"embeddings": hashlib.sha256((data_dir / "artifacts" / "tracks" / "track_embeddings.npz").read_bytes()).hexdigest()}
+    weights = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER)).net.state_dict()
+    out["two_tower"] = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
     with warehouse(data_dir) as con:
         for table in TABLES:
             columns = [c for (c,) in con.execute(
@@ -187,5 +238,5 @@ def test_same_seed_same_outputs_other_seed_differs(tracks_run, tmp_path: Path) -
     other = run_chain(copy, seed=1, assets=TRACKS, run_config=RUN_CONFIG)
     assert other.success
     changed = _digests(copy)
-    assert changed["embeddings"] != first["embeddings"]
+    assert changed["embeddings"] != first["embeddings"] and changed["two_tower"] != first["two_tower"]
     assert changed["track_playlist_splits"] != first["track_playlist_splits"]

@@ -76,3 +76,26 @@ leaderboard_job = dg.define_asset_job(
     "model, the leaderboard (what `python -m benchmarks leaderboard` runs at bench scale).",
     executor_def=pipeline_executor,
 )
+
+
+# -- the online loop -------------------------------------------------------------------
+
+online_job = dg.define_asset_job(
+    "online_job",
+    selection=dg.AssetSelection.assets("online_metrics", "canary_decision"),
+    description="Refresh the online metrics from the service's log and take the canary decision "
+    "(what online_metrics_sensor launches when the service logged something new).",
+    executor_def=pipeline_executor,
+)
+
+
+@dg.job(
+    name="simulate_users",
+    description="Simulated users call the running service (127.0.0.1 only) for their top 5 and like a "
+    "recommended playlist when it is one of their held-out positives (simulate_users_schedule, off by default).",
+    executor_def=pipeline_executor,
+)
+def simulate_users() -> None:
+    from spotify_assets.defs.online.assets import simulate_users_op
+
+    simulate_users_op()

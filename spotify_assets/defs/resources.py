@@ -48,6 +48,7 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
             mpd_dir=os.environ.get("SPOTIFY_ASSETS_MPD_DIR", str(raw / "mpd")),
             entp_triplets=os.environ.get("SPOTIFY_ASSETS_ENTP_TRIPLETS", _entp_default(raw)),
             msd_dir=os.environ.get("SPOTIFY_ASSETS_MSD_DIR", str(raw / "msd")),
+            allow_external_symlinks=os.environ.get("SPOTIFY_ASSETS_ALLOW_EXTERNAL_SYMLINKS", "0") == "1",
         ),
         "artifacts": ArtifactStore(root=artifacts, cache_dir=os.environ.get("SPOTIFY_ASSETS_ARTIFACT_CACHE")),
         "settings": PipelineSettings(),

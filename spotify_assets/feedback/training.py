@@ -6,17 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spotify_assets.contract import FEEDBACK_POSITIVES
 from spotify_assets.feedback.log import FeedbackRows
-
-FEEDBACK_POSITIVES = ("split", "feedback_positives.npz")
 
 
 def load_feedback_positives(artifacts) -> dict[str, np.ndarray] | None:
     """The ``feedback_positives`` arrays from an ArtifactStore, or None when that asset was never
     materialized (a pipeline without the service: no feedback, nothing to add)."""
-    if not artifacts.exists(*FEEDBACK_POSITIVES):
+    if not artifacts.has(FEEDBACK_POSITIVES):
         return None
-    return artifacts.load_arrays(*FEEDBACK_POSITIVES)
+    return artifacts.read(FEEDBACK_POSITIVES)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Song keys that match the same song across the MSD/ENTP and MPD catalogues (DESIGN §3).
+"""Song keys that match the same song across the MSD/ENTP and MPD catalogues.
 
 * plain key: Unicode NFKC, casefold, trim, collapse inner whitespace; ``title@@artist``.
 * canonical key: the plain key's normalization, plus accents stripped and version

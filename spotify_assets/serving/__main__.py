@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spotify_assets.paths import default_data_dir, local_artifacts_dir
+from spotify_assets.serving.recommender import SEARCH_MODES
 from spotify_assets.serving.settings import LOOPBACK_HOSTS, ServerSettings, ServiceSettings
 
 
@@ -42,9 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                                      "flagged cold_start=true, known=false.")
     rec.add_argument("user_ids", nargs="+", metavar="USER_ID", help="Taste Profile user id(s)")
     rec.add_argument("-k", type=int, default=5, help="playlists per user (default 5)")
-    serve = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)",
-                           description="POST /api/playlist/recommend, POST /api/feedback, GET /healthz, "
-                                       "OpenAPI at /openapi.json and /docs (served locally, no network).")
+    serve = sub.add_parser("serve", help="run the HTTP service: the page, the API, metrics (FastAPI + uvicorn)",
+                           description="GET / (the page: pick a user, see five playlists, like one), "
+                                       "POST /api/playlist/recommend, POST /api/feedback, GET /healthz, GET /metrics "
+                                       "(Prometheus), OpenAPI at /openapi.json and /docs (served locally, no "
+                                       "network). Serves the champion (and, during a canary, the candidate) named "
+                                       "in serve/rollout.json, else the bundle in serve/.")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--feedback-db", type=Path, default=None,
@@ -71,9 +75,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="cap on len(user_ids) x k in one recommend request; over it 422 (default %(default)s)")
     serve.add_argument("--scoring-threads", type=_positive(int), default=limits.scoring_threads,
                        help="recommend requests scored at once, off the event loop (default %(default)s)")
-    load = sub.add_parser("loadtest", help="measure requests/s of a running service's recommend endpoint",
-                          description="Closed-loop load: N keep-alive clients POST /api/playlist/recommend back "
-                                      "to back with known user ids (seeded draw) and report requests/s and latency.")
+    serve.add_argument("--search", choices=SEARCH_MODES, default=limits.search,
+                       help="vector bundles (BPR/ALS): 'auto' uses the Annoy index when it was measured faster than "
+                            "exact scoring at its tuned recall; 'annoy' or 'exact' force one path (song-ranker "
+                            "bundles are always scored exactly; default %(default)s)")
+    load = sub.add_parser("loadtest", help="measure requests/s of a running service's recommend endpoint or page",
+                          description="Closed-loop load: N keep-alive clients POST /api/playlist/recommend (or GET "
+                                      "the page /?user_id=...) back to back with known user ids (seeded draw) and "
+                                      "report requests/s and latency.")
+    load.add_argument("--target", choices=("api", "page"), default="api", help="what to load (default api)")
     load.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
     load.add_argument("--concurrency", type=int, default=4, help="parallel clients (default 4)")
     load.add_argument("--seconds", type=float, default=10.0, help="duration (default 10)")
@@ -111,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         users = pq.read_table(artifacts.joinpath(*USERS)).column("user_id").to_pylist()
         report = run_load(args.url, users, concurrency=args.concurrency, seconds=args.seconds,
-                          users_per_request=args.users_per_request, seed=args.seed)
+                          users_per_request=args.users_per_request, seed=args.seed, target=args.target)
         print(json.dumps(report.as_dict(), indent=2))
         return 0 if report.errors == 0 else 1
     from spotify_assets.feedback import default_feedback_path
@@ -121,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     allowed = tuple(args.allowed_host or _default_allowed_hosts())
     settings = ServiceSettings(max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout,
                                allowed_hosts=allowed, max_playlists_per_request=args.max_playlists_per_request,
-                               scoring_threads=args.scoring_threads)
+                               scoring_threads=args.scoring_threads, search=args.search)
     try:
         app = create_app(artifacts, args.feedback_db or default_feedback_path(data_dir), settings)
     except FileNotFoundError as exc:

@@ -1,9 +1,18 @@
-"""Top-k playlists per user from the serving bundle: index search, exclusions, cold start.
+"""Top-k playlists per user from a serving bundle: index search or exact scoring, exclusions,
+cold start.
 
-The serving bundle (``serve/serving_model.npz`` plus ``serve/playlists.parquet`` and
-``serve/users.parquet`` under the artifacts folder) is what the ``serving_model`` asset
-writes; ``playlist_index`` writes ``serve/playlist_index.ann`` over its playlist vectors.
-:class:`Recommender` loads them once (the index is memory-mapped) and answers queries without
+A serving bundle is a folder (``serve/`` under the artifacts, or a deployed copy under
+``serve/deployed/<bundle_id>/``) holding what the ``serving_model`` asset writes:
+``serving_model.npz`` + ``serving_model.json``, ``playlists.parquet``, ``users.parquet`` and
+``playlist_tracks.parquet`` / ``songs.parquet`` (what the page shows); ``playlist_index``
+writes ``playlist_index.ann`` + ``.json`` beside them. Two kinds exist (``kind`` in the .json):
+
+* ``vectors`` (BPR, ALS): user and playlist vectors whose dot product is the model's score,
+  searched through the Annoy index or exactly, whichever was measured faster;
+* ``song_ranker``: the song-aware ranker's weights and signals, scored exactly by
+  :meth:`spotify_assets.train.song_scoring.SongRanker.score_all` (numpy only).
+
+:class:`Recommender` loads a bundle once (the index is memory-mapped) and answers queries without
 touching DuckDB, so the service never contends for the warehouse's single-writer lock.
 """
 
@@ -11,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +34,31 @@ BUNDLE = (SERVE, "serving_model.npz")
 BUNDLE_INFO = (SERVE, "serving_model.json")
 PLAYLISTS = (SERVE, "playlists.parquet")
 USERS = (SERVE, "users.parquet")
+PLAYLIST_TRACKS = (SERVE, "playlist_tracks.parquet")
+SONGS = (SERVE, "songs.parquet")
 PLAYLIST_INDEX = (SERVE, "playlist_index.ann")
 USER_INDEX = (SERVE, "user_index.ann")
 TRACK_INDEX = (SERVE, "track_index.ann")
+#: the files of one serving bundle (names inside its folder), the index last
+BUNDLE_FILE_NAMES = tuple(parts[-1] for parts in (BUNDLE, BUNDLE_INFO, PLAYLISTS, USERS, PLAYLIST_TRACKS, SONGS)) + (
+    "playlist_index.ann", "playlist_index.json")
+VECTORS, SONG_RANKER = "vectors", "song_ranker"
+#: bundle kinds and the models that produce them
+BUNDLE_KINDS = {"bpr": VECTORS, "als": VECTORS, "song_ranker": SONG_RANKER}
+SEARCH_MODES = ("auto", "annoy", "exact")
+#: prefix of the song ranker's weight arrays inside ``serving_model.npz``
+RANKER_PREFIX = "ranker_"
+
+
+def model_version(info: dict) -> str:
+    """The version a bundle is known by in responses, feedback and metrics: ``<model>-<bundle id[:8]>``."""
+    return f"{info['model']}-{str(info['bundle_id'])[:8]}"
+
+
+def csr_from_parts(arrays: dict, name: str, shape: tuple[int, int], dtype=np.float32) -> sp.csr_matrix:
+    """Binary CSR stored as ``<name>_indptr`` / ``<name>_indices`` arrays in a bundle."""
+    indices = arrays[f"{name}_indices"]
+    return sp.csr_matrix((np.ones(indices.size, dtype), indices, arrays[f"{name}_indptr"]), shape=shape)
 
 
 def index_info_path(index_parts: tuple[str, ...]) -> tuple[str, ...]:
@@ -111,30 +143,71 @@ def exact_top_k_excluding(user_vectors: np.ndarray, item_vectors: np.ndarray, it
 
 
 class Recommender:
-    """Loaded serving bundle: ``recommend_index`` / ``recommend_many`` by dense index,
-    ``recommend`` by public ids."""
+    """A loaded serving bundle: ``recommend_index`` / ``recommend_many`` by dense index,
+    ``recommend`` by public ids.
 
-    def __init__(self, artifacts_dir: Path, search_k: int | None = None):
-        folder = Path(artifacts_dir)
-        bundle_path = folder.joinpath(*BUNDLE)
+    ``artifacts_dir`` is the artifacts root (the bundle is its ``serve/``), or pass the bundle's
+    folder as ``bundle_dir``. ``search`` applies to vector bundles: ``auto`` uses the Annoy index
+    when it was measured faster than exact scoring at its tuned recall, ``annoy`` / ``exact``
+    force one path. Song-ranker bundles are always scored exactly.
+    """
+
+    def __init__(self, artifacts_dir: Path | None = None, search_k: int | None = None, *,
+                 bundle_dir: Path | None = None, search: str = "auto"):
+        if search not in SEARCH_MODES:
+            raise ValueError(f"search must be one of {SEARCH_MODES}, got {search!r}")
+        if bundle_dir is None:
+            if artifacts_dir is None:
+                raise ValueError("give artifacts_dir or bundle_dir")
+            bundle_dir = Path(artifacts_dir) / SERVE
+        folder = Path(bundle_dir)
+        self.bundle_dir = folder
+        bundle_path = folder / BUNDLE[-1]
         if not bundle_path.exists():
             raise FileNotFoundError(
                 f"no serving bundle at {bundle_path}: materialize the serve assets first "
                 "(`make run`, or `dagster job execute -m spotify_assets.definitions -j serve_job`)")
         with np.load(bundle_path, allow_pickle=False) as z:
             bundle = {name: z[name] for name in z.files}
-        self.info: dict = json.loads(folder.joinpath(*BUNDLE_INFO).read_text())
+        self.info: dict = json.loads((folder / BUNDLE_INFO[-1]).read_text())
         self.model: str = self.info["model"]
-        self.user_vectors: np.ndarray = bundle["user_vectors"]
-        self.excluded = sp.csr_matrix((np.ones(bundle["excluded"].size, np.int8), bundle["excluded"],
-                                       bundle["excluded_indptr"]),
-                                      shape=(self.user_vectors.shape[0], int(self.info["n_playlists"])))
+        self.kind: str = self.info.get("kind", VECTORS)
+        self.version: str = model_version(self.info)
+        self.n_playlists = int(self.info["n_playlists"])
+        n_users = int(self.info["n_users"])
+        self.excluded = csr_from_parts({"excluded_indptr": bundle["excluded_indptr"],
+                                        "excluded_indices": bundle["excluded"]}, "excluded",
+                                       (n_users, self.n_playlists), np.int8)
         self.cold: np.ndarray = bundle["cold_start"]
         self.popular: np.ndarray = bundle["popular"]
         self.popular_scores: np.ndarray = bundle["popular_scores"]
+        n_songs = int(self.info.get("n_songs", 0))
+        # songs per user and per playlist: what the page shows as shared songs (and the ranker's input)
+        self.user_song = (csr_from_parts(bundle, "user_song", (n_users, n_songs))
+                          if "user_song_indptr" in bundle else None)
+        self.playlist_song = (csr_from_parts(bundle, "playlist_song", (self.n_playlists, n_songs))
+                              if "playlist_song_indptr" in bundle else None)
+        self.use_index = False
+        self.index = None
+        if self.kind == VECTORS:
+            self._load_vectors(folder, bundle, search, search_k)
+        elif self.kind == SONG_RANKER:
+            self._load_ranker(bundle)
+        else:
+            raise ValueError(f"{bundle_path}: unknown bundle kind {self.kind!r}")
+        playlists = pq.read_table(folder / PLAYLISTS[-1])
+        self.pids: np.ndarray = playlists.column("pid").to_numpy()
+        self.names: list[str] = playlists.column("name").to_pylist()
+        self.pid_to_index = dict(zip(self.pids.tolist(), range(self.pids.size)))
+        user_ids = pq.read_table(folder / USERS[-1]).column("user_id").to_pylist()
+        self.user_ids = user_ids
+        self.user_to_index = dict(zip(user_ids, range(len(user_ids))))
+
+    def _load_vectors(self, folder: Path, bundle: dict, search: str, search_k: int | None) -> None:
+        self.user_vectors: np.ndarray = bundle["user_vectors"]
         self.indexed_playlists: np.ndarray = bundle["indexed_playlists"]
-        self.n_playlists = int(self.info["n_playlists"])
-        index_info_file = folder.joinpath(*index_info_path(PLAYLIST_INDEX))
+        self.item_vectors: np.ndarray = bundle["playlist_vectors"][self.indexed_playlists]
+        index_info_file = folder / index_info_path(PLAYLIST_INDEX)[-1]
         if not index_info_file.exists():
             raise FileNotFoundError(f"no playlist index at {index_info_file}: materialize playlist_index first")
         self.index_info: dict = json.loads(index_info_file.read_text())
@@ -146,17 +219,22 @@ class Recommender:
         # Annoy is used when, at the recall it was tuned to, it answers faster than exact
         # scoring; dot-product search over skewed factor norms can need a near-exhaustive
         # search_k, and then a matrix-vector product is the faster exact answer.
-        self.use_index = bool(self.index_info.get("index_faster_than_exact", True))
-        self.item_vectors: np.ndarray = bundle["playlist_vectors"][bundle["indexed_playlists"]]
-        self.index = load_annoy(folder.joinpath(*PLAYLIST_INDEX), self.user_vectors.shape[1],
-                                self.index_info["metric"])
-        playlists = pq.read_table(folder.joinpath(*PLAYLISTS))
-        self.pids: np.ndarray = playlists.column("pid").to_numpy()
-        self.names: list[str] = playlists.column("name").to_pylist()
-        self.pid_to_index = dict(zip(self.pids.tolist(), range(self.pids.size)))
-        user_ids = pq.read_table(folder.joinpath(*USERS)).column("user_id").to_pylist()
-        self.user_ids = user_ids
-        self.user_to_index = dict(zip(user_ids, range(len(user_ids))))
+        self.use_index = (search == "annoy" or
+                          (search == "auto" and bool(self.index_info.get("index_faster_than_exact", True))))
+        self.index = load_annoy(folder / PLAYLIST_INDEX[-1], self.user_vectors.shape[1], self.index_info["metric"])
+
+    def _load_ranker(self, bundle: dict) -> None:
+        # imported here: the vector path needs none of it
+        from spotify_assets.train.knn import Neighbors
+        from spotify_assets.train.song_scoring import SongRanker, SongSignals
+
+        if self.user_song is None or self.playlist_song is None:
+            raise ValueError(f"{self.bundle_dir}: a song_ranker bundle needs the user-song and playlist-song matrices")
+        interactions = self.excluded.astype(np.float32)
+        signals = SongSignals.build(self.user_song, self.playlist_song, interactions,
+                                    Neighbors(bundle["neighbors"], bundle["similarities"]))
+        weights = {name[len(RANKER_PREFIX):]: bundle[name] for name in bundle if name.startswith(RANKER_PREFIX)}
+        self.ranker = SongRanker(signals, weights)
 
     def _excluded_row(self, user: int) -> np.ndarray:
         return self.excluded.indices[self.excluded.indptr[user]:self.excluded.indptr[user + 1]].astype(np.int64)
@@ -170,9 +248,16 @@ class Recommender:
             ids, scores = np.concatenate([ids, extra.playlists]), np.concatenate([scores, extra.scores])
         return Recommendation(ids, scores, False)
 
+    def _exact_top_k(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` (ids int64 (n, k), scores float32 (n, k); -1 / -inf pad) for warm users."""
+        if self.kind == SONG_RANKER:
+            return ranker_top_k_excluding(self.ranker, self.excluded, users, k)
+        return exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
+                                     self.excluded, users, k)
+
     def recommend_index(self, user: int, k: int = 5) -> Recommendation:
-        """Top ``k`` playlists for dense user ``user``: index search minus train likes, owned and
-        feedback-liked playlists; users without any of those (cold) get the popularity list."""
+        """Top ``k`` playlists for dense user ``user``: index search or exact scoring minus train
+        likes, owned and feedback-liked playlists; cold users get the popularity list."""
         row = self._excluded_row(user)
         if self.cold[user]:
             return popularity_fallback(self.popular, self.popular_scores, row, k)
@@ -180,8 +265,7 @@ class Recommender:
             ids, scores = search_excluding(self.index, self.user_vectors[user].tolist(), row, k, self.search_k,
                                            self.indexed_playlists)
         else:
-            ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
-                                                self.excluded, np.array([user]), k)
+            ids, scores = self._exact_top_k(np.array([user]), k)
             ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
         return self._topped_up(user, ids, scores, k)
 
@@ -191,8 +275,7 @@ class Recommender:
             return [self.recommend_index(int(u), k) for u in users]
         users = np.asarray(users, np.int64)
         warm = users[~self.cold[users]]
-        ids, scores = exact_top_k_excluding(self.user_vectors, self.item_vectors, self.indexed_playlists,
-                                            self.excluded, warm, k)
+        ids, scores = self._exact_top_k(warm, k)
         by_user = {int(u): self._topped_up(int(u), i[i >= 0], sc[i >= 0], k)
                    for u, i, sc in zip(warm.tolist(), ids, scores)}
         # cold users are not in by_user: recommend_index serves them the popularity list
@@ -202,22 +285,74 @@ class Recommender:
         """The popularity list an unknown user gets."""
         return popularity_fallback(self.popular, self.popular_scores, np.empty(0, np.int64), k)
 
-    def recommend(self, user_ids: list[str], k: int = 5) -> list[dict]:
-        """Public API: ``[{"user_id", "known", "cold_start", "model", "playlists": [{"pid", "name",
-        "score"}, ...k]}]`` in the order asked. Unknown ids get the cold-start list, flagged."""
+    def recommend_lists(self, user_ids: list[str], k: int = 5) -> list[tuple[int | None, Recommendation]]:
+        """(dense user or None when unknown, its list) per public id, in the order asked; warm
+        known users are scored together (one block for exact scoring)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        out = []
-        for user_id in user_ids:
-            user = self.user_to_index.get(str(user_id))
-            rec = self.cold_start_list(k) if user is None else self.recommend_index(user, k)
-            out.append({
-                "user_id": str(user_id),
-                "known": user is not None,
-                "cold_start": rec.cold_start,
-                "model": "popularity" if rec.cold_start else self.model,
-                "playlists": [{"pid": int(self.pids[j]), "name": self.names[j], "score": round(float(s), 6)}
-                              for j, s in zip(rec.playlists.tolist(), rec.scores.tolist())],
-            })
-        return out
+        dense = [self.user_to_index.get(str(u)) for u in user_ids]
+        known = np.array(sorted({u for u in dense if u is not None}), np.int64)
+        lists = dict(zip(known.tolist(), self.recommend_many(known, k))) if known.size else {}
+        cold = self.cold_start_list(k)
+        return [(u, cold if u is None else lists[u]) for u in dense]
 
+    def recommend(self, user_ids: list[str], k: int = 5) -> list[dict]:
+        """Public API: ``[{"user_id", "known", "cold_start", "model", "model_version", "playlists":
+        [{"pid", "name", "score"}, ...k]}]`` in the order asked. Unknown ids get the cold-start
+        list, flagged."""
+        return [self.as_dict(str(user_id), user, rec)
+                for user_id, (user, rec) in zip(user_ids, self.recommend_lists(user_ids, k))]
+
+    @cached_property
+    def playlist_tracks(self) -> list[list[str]]:
+        """The first tracks ("Title — Artist") of each playlist, dense order (what the page shows);
+        empty lists when the bundle predates them. Read on first use."""
+        path = self.bundle_dir / PLAYLIST_TRACKS[-1]
+        if not path.exists():
+            return [[] for _ in range(self.n_playlists)]
+        return pq.read_table(path).column("tracks").to_pylist()
+
+    @cached_property
+    def song_names(self) -> list[str]:
+        """Song name per song column of the user-song / playlist-song matrices. Read on first use."""
+        path = self.bundle_dir / SONGS[-1]
+        return pq.read_table(path).column("name").to_pylist() if path.exists() else []
+
+    def as_dict(self, user_id: str, user: int | None, rec: Recommendation) -> dict:
+        """One user's answer as the API returns it."""
+        return {
+            "user_id": user_id,
+            "known": user is not None,
+            "cold_start": rec.cold_start,
+            "model": "popularity" if rec.cold_start else self.model,
+            "model_version": self.version,
+            "playlists": [{"pid": int(self.pids[j]), "name": self.names[j], "score": round(float(s), 6)}
+                          for j, s in zip(rec.playlists.tolist(), rec.scores.tolist())],
+        }
+
+
+def ranker_top_k_excluding(ranker, excluded: sp.csr_matrix, users: np.ndarray, k: int,
+                           block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` of the song ranker for ``users`` (int64 (n,)), excluded playlists skipped.
+
+    ranker : :class:`spotify_assets.train.song_scoring.SongRanker`; excluded : (n_users,
+    n_playlists) CSR. Scores come from ``ranker.score_all`` (candidates sharing a song by the
+    MLP, every other playlist after them in popularity order). Returns playlist ids int64 (n, k)
+    and scores float32 (n, k), best first (ties by lower id); -1 / -inf pad rows with fewer
+    than ``k`` rankable playlists. Memory: ``block * n_playlists`` float64.
+    """
+    n_playlists = excluded.shape[1]
+    kk = min(k, n_playlists)
+    users = np.asarray(users, np.int64)
+    out_ids = np.full((users.size, k), -1, np.int64)
+    out_scores = np.full((users.size, k), -np.inf, np.float32)
+    for start in range(0, users.size, block):
+        rows = users[start:start + block]
+        scores = ranker.score_all(rows)
+        sub = excluded[rows]
+        scores[np.repeat(np.arange(rows.size), np.diff(sub.indptr)), sub.indices] = -np.inf
+        best, best_scores = top_k_per_row(scores, kk)
+        found = np.isfinite(best_scores)
+        out_ids[start:start + rows.size, :kk] = np.where(found, best, -1)
+        out_scores[start:start + rows.size, :kk] = best_scores
+    return out_ids, out_scores

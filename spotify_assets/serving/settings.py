@@ -21,6 +21,8 @@ class ServiceSettings:
     max_playlists_per_request: int = 10_000
     # recommend requests scored at once; more wait their turn without holding a thread
     scoring_threads: int = 2
+    # vector bundles: "auto" (Annoy when it was measured faster than exact), "annoy" or "exact"
+    search: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Command line: ``python -m spotify_assets.tracks similar "Get Lucky" [--k 10] [--data-dir DIR]``."""
+"""Command line: ``python -m spotify_assets.tracks similar "Get Lucky" [--k 10] [--data-dir DIR]`` and
+``python -m spotify_assets.tracks continue --name "road trip" [--track URI ...] [--k 10]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +49,44 @@ def _similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _continue(args: argparse.Namespace) -> int:
+    from spotify_assets.tracks.api import continue_playlist
+    from spotify_assets.tracks.two_tower import TWO_TOWER, load_two_tower
+
+    if not (args.name or "").strip() and not args.track:
+        print("give --name, --track, or both", file=sys.stderr)
+        return 2
+    path = Path(args.data_dir).joinpath("artifacts", *TWO_TOWER)
+    if not path.exists():
+        print(f"no two-tower model at {path}: run the pipeline first (make run)", file=sys.stderr)
+        return 2
+    try:
+        body = continue_playlist(load_two_tower(path), args.name or "", list(args.track), args.k)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+        return 0
+    if body["ignored_tracks"]:
+        print(f"ignored {len(body['ignored_tracks'])} unknown track(s): {', '.join(body['ignored_tracks'])}",
+              file=sys.stderr)
+    given = [f"name {args.name!r}" if body["name_used"] else "no usable name",
+             f"{len(body['tracks_used'])} known track(s)"]
+    print(f"Tracks to continue the playlist ({', '.join(given)}), two-tower model:\n")
+    print(markdown_table([{"rank": i, "track": t["track_name"], "artist": t["artist_name"], "score": t["score"],
+                           "uri": t["track_uri"]} for i, t in enumerate(body["tracks"], start=1)]))
+    return 0
+
+
+def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", default=str(default_data_dir()),
+        help="data folder with warehouse/ and artifacts/ (default $SPOTIFY_ASSETS_DATA_DIR or <project>/data: "
+        "%(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m spotify_assets.tracks",
@@ -62,17 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     similar.add_argument("track", help='track name or part of it, e.g. "Get Lucky"')
     similar.add_argument("--k", type=int, default=10, help="number of similar tracks (default 10)")
-    similar.add_argument(
-        "--data-dir", default=str(default_data_dir()),
-        help="data folder with warehouse/ and artifacts/ (default $SPOTIFY_ASSETS_DATA_DIR or <project>/data: "
-        "%(default)s)",
-    )
+    _data_dir_argument(similar)
     similar.add_argument(
         "--database", default=os.environ.get("SPOTIFY_ASSETS_DUCKDB"),
         help="DuckDB file (default $SPOTIFY_ASSETS_DUCKDB or DATA_DIR/warehouse/spotify.duckdb)",
     )
     similar.add_argument("--candidates", type=int, default=5, help="name matches considered (default 5)")
     similar.set_defaults(func=_similar)
+    cont = sub.add_parser(
+        "continue",
+        help="tracks to continue a playlist from its name and/or tracks (two-tower model)",
+        description="Rank tracks to add to a playlist with the two-tower model (artifacts/tracks/two_tower.pt, "
+        "written by the two_tower_model asset): from its name alone, its tracks alone, or both. Track URIs "
+        "the model does not know are ignored and reported; the playlist's own tracks are never suggested. "
+        "The same answer as POST /api/playlist/continue.",
+        epilog='example: python -m spotify_assets.tracks continue --name "road trip" '
+               "--track spotify:track:6rqhFgbbKwnb9MLmUQDhG6 --k 20",
+    )
+    cont.add_argument("--name", default="", help='the playlist name, e.g. "road trip"')
+    cont.add_argument("--track", action="append", default=[], metavar="URI",
+                      help="a track URI already in the playlist (repeatable)")
+    cont.add_argument("--k", type=int, default=10, help="tracks to suggest (default 10, at most 500)")
+    cont.add_argument("--json", action="store_true", help="print the endpoint's JSON body instead of a table")
+    _data_dir_argument(cont)
+    cont.set_defaults(func=_continue)
     return parser
 
 
@@ -80,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "k", 1) < 1:
         build_parser().error("--k must be >= 1")
+    if args.command == "continue" and args.k > 500:
+        build_parser().error("--k must be <= 500")
     return args.func(args)
 
 

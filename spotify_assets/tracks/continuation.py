@@ -38,12 +38,15 @@ __all__ = [
     "embedding_rank",
     "evaluate_ranking",
     "als_rank",
+    "bm25_query_weights",
     "factor_rank",
     "ndcg",
     "next_track_examples",
     "playlist_track_matrix",
     "popularity_rank",
     "r_precision",
+    "ragged_rows",
+    "seed_matrix",
     "split_playlists",
     "top_k",
 ]
@@ -83,6 +86,15 @@ def _offsets(indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row's sequence index, row's offset inside its sequence), both int64 (nnz,)."""
     seq = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
     return seq, np.arange(indptr[-1]) - indptr[seq]
+
+
+def ragged_rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """int64 (counts.sum(),) the row indices ``starts[i] .. starts[i] + counts[i] - 1`` of
+    every segment i, concatenated (a vectorized gather of ragged segments)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.r_[0, np.cumsum(counts)[:-1]] if counts.size else np.zeros(0, np.int64)
+    return np.repeat(starts - offsets, counts) + np.arange(counts.sum(), dtype=np.int64)
 
 
 def next_track_examples(indptr: np.ndarray, tracks: np.ndarray, context: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,7 +141,7 @@ class ContinuationQueries:
         rows = np.asarray(rows, dtype=np.int64)
         lengths = np.diff(self.truth_indptr)[rows]
         starts = self.truth_indptr[rows]
-        gather = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+        gather = ragged_rows(starts, lengths)
         return ContinuationQueries(self.seq[rows], self.seeds[rows], np.r_[0, np.cumsum(lengths)].astype(np.int64),
                                    self.truth[gather])
 
@@ -325,6 +337,8 @@ def popularity_rank(popularity: np.ndarray, seeds: np.ndarray, k: int) -> np.nda
     pos = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     out = head[pos]
     out[~np.take_along_axis(keep, pos, axis=1)] = -1
+    if out.shape[1] < k:  # a catalogue smaller than k
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=-1)
     return out.astype(np.int64)
 
 
@@ -345,8 +359,7 @@ def cooccurrence_rank(train: sp.csr_matrix, seeds: np.ndarray, k: int, popularit
     out = np.empty((seeds.shape[0], k), np.int64)
     for block in _blocks(seeds.shape[0], n_t, block_elements):
         s = seeds[block]
-        rows, cols = np.nonzero(s >= 0)
-        query = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, s[rows, cols])), shape=(s.shape[0], n_t))
+        query = seed_matrix(s, n_t)
         counts = ((query @ train_t) @ train).toarray().astype(np.float64)
         out[block] = top_k(counts + tie[None, :], k, exclude=s)  # integer counts: the tie key never reorders them
     return out
@@ -379,25 +392,64 @@ def embedding_rank(vectors: np.ndarray, vocab_track_ids: np.ndarray, n_tracks: i
     return out
 
 
+def bm25_query_weights(train: sp.csr_matrix, queries: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+    """float32 CSR: BM25 weights of binary ``queries`` (Q, T) rows with the *training*
+    matrix's statistics (``implicit.nearest_neighbours.bm25_weight``'s formula: idf
+    ``log(P) - log1p(df)``, length norm ``(1 - b) + b·len / mean train len``), so a folded-in
+    row is weighted as if it had been one of the training rows."""
+    train = sp.csr_matrix(train, dtype=np.float32)
+    queries = sp.csr_matrix(queries, dtype=np.float32)
+    n_p = train.shape[0]
+    idf = np.log(max(n_p, 1)) - np.log1p(np.bincount(train.indices, minlength=train.shape[1]))
+    average = float(np.asarray(train.sum(axis=1)).mean()) if n_p else 1.0
+    length_norm = (1.0 - b) + b * np.asarray(queries.sum(axis=1)).ravel() / max(average, 1e-12)
+    rows = np.repeat(np.arange(queries.shape[0]), np.diff(queries.indptr))
+    data = queries.data * (k1 + 1.0) / (k1 * length_norm[rows] + queries.data) * idf[queries.indices]
+    return sp.csr_matrix((data.astype(np.float32), queries.indices, queries.indptr), shape=queries.shape)
+
+
+def seed_matrix(seeds: np.ndarray, n_tracks: int) -> sp.csr_matrix:
+    """float32 (Q, n_tracks) binary CSR of each query's seed tracks (-1 entries ignored)."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    rows, cols = np.nonzero(seeds >= 0)
+    matrix = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, seeds[rows, cols])), shape=(seeds.shape[0], n_tracks))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
 def als_rank(train: sp.csr_matrix, seeds: np.ndarray, k: int, factors: int = 64, alpha: float = 10.0,
              regularization: float = 0.05, iterations: int = 15, seed: int = 0,
-             block_elements: int = 1 << 23) -> np.ndarray:
-    """int64 (Q, k): ALS (``implicit``, BM25-weighted) on the playlist-track matrix.
+             block_elements: int = 1 << 23, popularity: np.ndarray | None = None) -> np.ndarray:
+    """int64 (Q, k): ALS (``implicit``, BM25-weighted) fitted on the training playlists only.
 
-    The query playlists' seed tracks are appended to ``train`` (P, T) as extra rows, as the
-    challenge's participants did, so every query gets its own factors from the same fit.
+    Each query's factors are then *folded in*: solved by the same regularised least squares
+    as a training row, with the item factors fixed (``implicit``'s ``recalculate_user``), on
+    its BM25-weighted seed row. The held-out playlists never enter the fit, so one
+    playlist's queries cannot teach the item factors its own held-out tracks. A query
+    without seeds has nothing to fold in: it gets the popularity list (``popularity`` (T,),
+    default the column sums of ``train``).
     """
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
     from spotify_assets.train.baselines import train_als
 
     seeds = np.asarray(seeds, dtype=np.int64)
-    n_p, n_t = train.shape
-    rows, cols = np.nonzero(seeds >= 0)
-    queries = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, seeds[rows, cols])), shape=(seeds.shape[0], n_t))
-    queries.sum_duplicates()
-    queries.data[:] = 1.0
-    fit = train_als(sp.vstack([sp.csr_matrix(train, dtype=np.float32), queries]).tocsr(), factors=factors,
-                    alpha=alpha, regularization=regularization, iterations=iterations, seed=seed)
-    return factor_rank(fit.user_factors[n_p:], fit.item_factors, seeds, k, block_elements)
+    train = sp.csr_matrix(train, dtype=np.float32)
+    fit = train_als(train, factors=factors, alpha=alpha, regularization=regularization, iterations=iterations,
+                    seed=seed)
+    solver = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha)
+    solver.item_factors = fit.item_factors
+    weighted = bm25_query_weights(train, seed_matrix(seeds, train.shape[1]))
+    with threadpool_limits(1, "blas"):
+        query_factors = solver.recalculate_user(np.arange(seeds.shape[0]), weighted)
+    out = factor_rank(np.asarray(query_factors, np.float32), fit.item_factors, seeds, k, block_elements)
+    empty = ~(seeds >= 0).any(axis=1)
+    if empty.any():
+        pop = np.asarray(train.sum(axis=0)).ravel() if popularity is None else popularity
+        out[empty] = popularity_rank(pop, seeds[empty], k)
+    return out
 
 
 def factor_rank(query_factors: np.ndarray, item_factors: np.ndarray, seeds: np.ndarray, k: int,

@@ -6,10 +6,10 @@ import dagster as dg
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.contract import LABELS, OWNERSHIP, SPLITS
+from spotify_assets.contract import FEEDBACK_POSITIVES, LABELS, OWNERSHIP, SPLITS
 from spotify_assets.defs.metadata import markdown_table
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore
-from spotify_assets.feedback import FEEDBACK_POSITIVES, training_pairs
+from spotify_assets.feedback import training_pairs
 from spotify_assets.split.users import TRAIN
 
 FEEDBACK_GROUP = "feedback"
@@ -27,9 +27,10 @@ FEEDBACK_GROUP = "feedback"
 def feedback_positives(context: dg.AssetExecutionContext, artifacts: ArtifactStore, warehouse: DuckDBWarehouse,
                        feedback: FeedbackStore) -> dg.MaterializeResult:
     """Likes stored by ``POST /api/feedback`` mapped to dense (user, playlist) train positives,
-    with the shown-but-not-liked playlists as their negatives. ``bpr_triplets`` adds them to BPR's
-    training data and every model's train matrix includes them; likes that are held-out
-    validation/test answers are dropped so evaluation stays honest."""
+    with the shown-but-not-liked playlists as their negatives (feedback that likes nothing is
+    not a positive and is left out). ``training_interactions`` adds them to what every model
+    trains on; likes that are held-out validation/test answers are dropped so evaluation stays
+    honest."""
     started = time.perf_counter()
     log = feedback.log()
     _, up_to = log.stats()
@@ -43,9 +44,9 @@ def feedback_positives(context: dg.AssetExecutionContext, artifacts: ArtifactSto
     owner = artifacts.read(OWNERSHIP, "owner")["owner"]
     pairs = training_pairs(rows, dict(zip(user_ids, range(len(user_ids)))), pids, labels["liked_indptr"],
                            labels["liked_playlists"], split, owner, TRAIN)
-    path = artifacts.save_arrays(*FEEDBACK_POSITIVES, users=pairs.users, playlists=pairs.playlists,
-                                 negative_indptr=pairs.negative_indptr, negatives=pairs.negatives,
-                                 up_to_feedback_id=np.array([up_to], np.int64))
+    path = artifacts.write(FEEDBACK_POSITIVES, users=pairs.users, playlists=pairs.playlists,
+                           negative_indptr=pairs.negative_indptr, negatives=pairs.negatives,
+                           up_to_feedback_id=np.array([up_to], np.int64))
     # the check recomputes the leak test from the labels, independently of training_pairs' bookkeeping
     liked_users = np.repeat(np.arange(labels["liked_indptr"].size - 1, dtype=np.int64), np.diff(labels["liked_indptr"]))
     stride = np.int64(owner.size + 1)

@@ -9,7 +9,14 @@ import dagster as dg
 
 from spotify_assets.defs.ingest import checks as ingest_checks
 from spotify_assets.defs.ingest.partitions import mpd_slices
-from spotify_assets.ingest import InputFormatError, LoadResult, load_entp_triplets, load_mpd_slices, load_msd_songs
+from spotify_assets.ingest import (
+    InputFormatError,
+    LoadResult,
+    load_entp_triplets,
+    load_mpd_slices,
+    load_msd_songs,
+    stale_slices,
+)
 from spotify_assets.defs.metadata import markdown_table, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, DuckDBWarehouse, RawInputs
 
@@ -41,7 +48,7 @@ def _load_metadata(result: LoadResult) -> dict[str, dg.MetadataValue]:
             kinds={"duckdb", "json"},
         ),
     ],
-    check_specs=[ingest_checks.MPD_PIDS_UNIQUE, ingest_checks.MPD_TRACKS_CONSISTENT],
+    check_specs=ingest_checks.MPD_CHECKS,
     partitions_def=mpd_slices,
     # A range of slices (e.g. every slice, from the CLI) runs in one step; each slice is
     # still its own transaction.
@@ -53,7 +60,9 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
     """Load MPD slice files with DuckDB's JSON reader, replacing each slice's rows atomically.
 
     A malformed slice fails with an error naming the file and record; the other slices of
-    the run are still loaded, and the failed slice's previous rows stay untouched.
+    the run are still loaded, and the failed slice's previous rows stay untouched. The run
+    refuses to start while the warehouse holds rows of a slice whose file is gone: those
+    would flow on downstream (``python -m spotify_assets.mpd_partitions`` drops them).
     """
     keys = context.partition_keys
     mpd_dir = Path(raw_inputs.mpd_dir)
@@ -73,8 +82,20 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
 
     started = time.perf_counter()
     with warehouse.connect() as con:
+        stale = stale_slices(con, mpd_dir)
+        if stale:
+            listed = ", ".join(f"{name} ({n:,} playlists)" for name, n in stale.items())
+            raise dg.Failure(
+                description=f"The warehouse holds rows of {len(stale)} slice(s) whose file is no longer in {mpd_dir}: "
+                f"{listed}. They would flow on downstream. Put the files back, or drop their partitions and rows "
+                "with `python -m spotify_assets.mpd_partitions` (it deletes the rows of every slice whose file is "
+                "gone, in one transaction), then run again.",
+                metadata={"stale_slices": dg.MetadataValue.json(stale)},
+            )
         loaded, rejected = load_mpd_slices(con, [(mpd_dir / key, key) for key in keys], workers=threads,
-                                           max_bytes=raw_inputs.max_slice_bytes, on_done=progress)
+                                           max_bytes=raw_inputs.max_slice_bytes,
+                                           allow_external_symlinks=raw_inputs.allow_external_symlinks,
+                                           on_done=progress)
         failures = [str(exc) for exc in rejected]
         wall_seconds = time.perf_counter() - started
         tables = {name: table_metadata(con, name) for name in ("mpd_playlists", "mpd_playlist_tracks")}
@@ -88,6 +109,7 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
                 "tracks": r.rows["mpd_playlist_tracks"],
                 "bytes": r.input_bytes,
                 "seconds": round(r.seconds, 3),
+                "sha256": str(r.notes["sha256"])[:16],
             }
             for r in loaded
         ]
@@ -139,7 +161,7 @@ def entp_listens(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     """Echo Nest Taste Profile listening triplets (user_id, song_id, play_count), replaced atomically."""
     path = Path(raw_inputs.entp_triplets)
     with warehouse.connect() as con:
-        result = load_entp_triplets(con, path)
+        result = load_entp_triplets(con, path, allow_external_symlinks=raw_inputs.allow_external_symlinks)
         metadata = table_metadata(con, "entp_listens")
         check_results = ingest_checks.entp_check_results(con)
         stats = con.execute(
@@ -174,6 +196,7 @@ def msd_songs(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, raw
             unique_tracks=raw_inputs.msd_file("unique_tracks.txt"),
             song_data=raw_inputs.msd_file("song_data.csv"),
             sid_mismatches=raw_inputs.msd_file("sid_mismatches.txt", "mismatches.txt"),
+            allow_external_symlinks=raw_inputs.allow_external_symlinks,
         )
         metadata = table_metadata(con, "msd_songs")
         check_results = ingest_checks.msd_check_results(con)

@@ -6,14 +6,25 @@ import duckdb
 
 from spotify_assets import checks
 
-MPD_PIDS_UNIQUE = dg.AssetCheckSpec(
-    "pids_unique", asset="mpd_playlists", blocking=True,
-    description="Every pid appears once across all loaded slices (MPD pids are globally unique).",
+# A slice loads into both MPD tables at once, so both tables carry both checks: a slice that
+# fails either stops everything downstream of either table (automation waits for every
+# blocking check of an asset's parents; with the checks on one table only, the other one's
+# children were rebuilt from the bad slice).
+MPD_PIDS_UNIQUE, MPD_TRACKS_PIDS_UNIQUE = (
+    dg.AssetCheckSpec(
+        "pids_unique", asset=asset, blocking=True,
+        description="Every pid appears once across all loaded slices (MPD pids are globally unique).",
+    )
+    for asset in ("mpd_playlists", "mpd_playlist_tracks")
 )
-MPD_TRACKS_CONSISTENT = dg.AssetCheckSpec(
-    "tracks_consistent", asset="mpd_playlist_tracks", blocking=True,
-    description="Each playlist's track rows match its num_tracks with unique positions; no orphan track rows.",
+MPD_PLAYLISTS_CONSISTENT, MPD_TRACKS_CONSISTENT = (
+    dg.AssetCheckSpec(
+        "tracks_consistent", asset=asset, blocking=True,
+        description="Each playlist's track rows match its num_tracks with unique positions; no orphan track rows.",
+    )
+    for asset in ("mpd_playlists", "mpd_playlist_tracks")
 )
+MPD_CHECKS = [MPD_PIDS_UNIQUE, MPD_PLAYLISTS_CONSISTENT, MPD_TRACKS_PIDS_UNIQUE, MPD_TRACKS_CONSISTENT]
 ENTP_VALID = dg.AssetCheckSpec(
     "ids_and_counts_valid", asset="entp_listens", blocking=True,
     description="Ids are present and play counts positive.",
@@ -54,10 +65,8 @@ def mpd_check_results(con: duckdb.DuckDBPyConnection) -> list[dg.AssetCheckResul
         """,
         "playlists whose track rows disagree with num_tracks, or orphan track rows",
     )
-    return [
-        _result(MPD_PIDS_UNIQUE, checks.unique_key(con, "mpd_playlists", ["pid"])),
-        _result(MPD_TRACKS_CONSISTENT, tracks),
-    ]
+    pids = checks.unique_key(con, "mpd_playlists", ["pid"])
+    return [_result(spec, pids if spec.name == "pids_unique" else tracks) for spec in MPD_CHECKS]
 
 
 def entp_check_results(con: duckdb.DuckDBPyConnection) -> list[dg.AssetCheckResult]:

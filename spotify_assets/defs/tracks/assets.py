@@ -9,7 +9,9 @@ transaction) or an artifact (atomic rename).
 
 import base64
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -19,6 +21,17 @@ from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.tracks import continuation as cont
+from spotify_assets.tracks.challenge import (
+    METRICS,
+    ALSSettings,
+    baseline_rankers,
+    build_challenge_set,
+    evaluate_models,
+    model_ranker,
+    results_markdown,
+    select_als,
+    target_verdicts,
+)
 from spotify_assets.tracks.duplicates import (
     CONFIRMED,
     FLAGGED,
@@ -35,10 +48,11 @@ from spotify_assets.tracks.item2vec import (
     cooccurrence_matrix,
     l2_normalize,
     ppmi_svd,
-    sequences,
     train_item2vec,
 )
+from spotify_assets.tracks.playlists import PlaylistData, load_playlists
 from spotify_assets.tracks.similar import EMBEDDINGS, TRACK_INDEX, load_embeddings, similar_tracks, track_details
+from spotify_assets.tracks.two_tower import TWO_TOWER, TwoTowerConfig, load_two_tower, train_two_tower
 
 TRACKS = "tracks"
 CONTEXT = 5
@@ -49,59 +63,13 @@ CONTEXT = 5
 # --------------------------------------------------------------------------------------
 
 
-class Playlists:
-    """Playlist-track rows ordered by (pid, pos) as ragged sequences, with their split.
-
-    indptr int64 (n_playlists + 1,); pids int64 (n_playlists,); tracks, artists int64 (nnz,);
-    split int8 (n_playlists,) (TRAIN/VAL/TEST, or all TRAIN before a split exists); n_tracks:
-    size of track_dictionary.
-    """
-
-    def __init__(self, warehouse: DuckDBWarehouse, with_split: bool = True):
-        with warehouse.connect(read_only=True) as con:
-            rows = con.execute("SELECT pid, track_id, artist_id FROM playlist_track_ids ORDER BY pid, pos").fetchnumpy()
-            self.n_tracks = int(con.execute("SELECT count(*) FROM track_dictionary").fetchall()[0][0])
-            split_rows = (con.execute("SELECT pid, split FROM track_playlist_splits ORDER BY pid").fetchnumpy()
-                          if with_split else None)
-        pid = np.asarray(rows["pid"], dtype=np.int64)
-        self.indptr = sequences(pid)
-        self.pids = pid[self.indptr[:-1]]
-        self.tracks = np.asarray(rows["track_id"], dtype=np.int64)
-        self.artists = np.asarray(rows["artist_id"], dtype=np.int64)
-        self.split = np.zeros(self.pids.size, np.int8)
-        if split_rows is not None:
-            split_pids = np.asarray(split_rows["pid"], dtype=np.int64)
-            at = np.minimum(np.searchsorted(split_pids, self.pids), max(split_pids.size - 1, 0))
-            if split_pids.size == 0 or (split_pids[at] != self.pids).any():
-                raise dg.Failure("track_playlist_splits lacks playlists of playlist_track_ids: "
-                                 "rematerialize next_track_examples")
-            sorted_names = np.array(sorted(cont.SPLIT_NAMES))
-            code_of_sorted = np.array([cont.SPLIT_NAMES.index(n) for n in sorted_names], np.int8)
-            codes = code_of_sorted[np.searchsorted(sorted_names, np.asarray(split_rows["split"]).astype(str))]
-            self.split = codes[at]
-
-    def part(self, split: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indptr, tracks) of the playlists in ``split``."""
-        chosen = self.split == split
-        lengths = np.diff(self.indptr)
-        rows = np.repeat(chosen, lengths)
-        return np.r_[0, np.cumsum(lengths[chosen])].astype(np.int64), self.tracks[rows]
-
-    def track_artist(self) -> np.ndarray:
-        """int64 (n_tracks,) artist id of each track (-1 for tracks in no playlist)."""
-        out = np.full(self.n_tracks, -1, np.int64)
-        out[self.tracks] = self.artists
-        return out
-
-    def queries(self, split: int, limit: int, seed: int) -> cont.ContinuationQueries:
-        """Continuation queries (first CONTEXT tracks given) of ``split``, at most ``limit``
-        (seeded sample; 0 = all)."""
-        queries = cont.continuation_queries(self.indptr, self.tracks, n_seed=CONTEXT)
-        rows = np.flatnonzero(self.split[queries.seq] == split)
-        if 0 < limit < rows.size:
-            rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0A7, split]))
-            rows = np.sort(rng.choice(rows, size=limit, replace=False))
-        return queries.subset(rows)
+def _playlists(warehouse: DuckDBWarehouse, **parts: bool) -> PlaylistData:
+    """:func:`load_playlists` on a read-only connection; a missing input is a Failure."""
+    with warehouse.connect(read_only=True) as con:
+        try:
+            return load_playlists(con, **parts)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from exc
 
 
 def _md_rows(rows: list[dict], digits: int = 4) -> str:
@@ -131,7 +99,7 @@ def next_track_examples(context: dg.AssetExecutionContext, config: NextTrackConf
     example of a playlist lands in its playlist's split and the track models downstream are
     evaluated on playlists they never saw."""
     started = time.perf_counter()
-    data = Playlists(warehouse, with_split=False)
+    data = _playlists(warehouse, with_split=False)
     split = cont.split_playlists(data.pids, settings.seed, config.val_share, config.test_share)
     seq, offset, windows = cont.next_track_examples(data.indptr, data.tracks, context=CONTEXT)
     names = np.asarray(cont.SPLIT_NAMES)
@@ -203,7 +171,7 @@ def track_embeddings(context: dg.AssetExecutionContext, config: TrackEmbeddingCo
     is kept. Saved as ``tracks/track_embeddings.npz``: ``vectors`` float32 (n, d)
     L2-normalised, ``track_ids`` int64 (n,) dense track ids."""
     started = time.perf_counter()
-    data = Playlists(warehouse)
+    data = _playlists(warehouse)
     indptr, tracks = data.part(cont.TRAIN)
     vocab = build_vocabulary(tracks, data.n_tracks, config.min_count)
     if vocab.size < 2:
@@ -449,69 +417,191 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
 
 
 # --------------------------------------------------------------------------------------
+# two_tower_model
+# --------------------------------------------------------------------------------------
+
+
+class TwoTowerModelConfig(dg.Config):
+    """The two-tower model's settings (:class:`~spotify_assets.tracks.two_tower.TwoTowerConfig`);
+    defaults train in well under a minute on the committed sample on one CPU core."""
+
+    dim: int = 64
+    """Query and track vector size."""
+    hidden: int = 128
+    """Width of the playlist and track MLPs."""
+    name_buckets: int = 1 << 15
+    """Rows of the hashed name n-gram table."""
+    batch_size: int = 256
+    """Examples per step."""
+    positives_per_example: int = 8
+    """Held-out tracks each example must find (all others in the step are its negatives)."""
+    uniform_negatives: int = 1024
+    """Extra negatives per step, uniform over the vocabulary (log-frequency corrected)."""
+    max_epochs: int = 12
+    patience: int = 2
+    """Epochs without a better val NDCG before stopping."""
+    examples_per_playlist: int = 4
+    """Rounds over the training playlists per epoch."""
+    title_dropout: float = 0.3
+    """Share of examples with context tracks whose name is hidden (the "no title" categories)."""
+    random_context_share: float = 0.2
+    """Share of examples whose context is random positions (the "random" categories)."""
+    lr: float = 2e-3
+    """Adam step of the dense layers."""
+    sparse_lr: float = 0.02
+    """Row-wise Adagrad step of the embedding tables."""
+    cpu_threads: int = 1
+    """Torch threads on CPU (0 = torch's default)."""
+    val_per_category: int = 100
+    """Val playlists per challenge category for early stopping; 0 = all."""
+    accelerator: str = "auto"
+    """'auto' trains on CUDA when torch sees a GPU, else CPU."""
+
+
+def _catalogue(warehouse: DuckDBWarehouse) -> Callable[[np.ndarray], dict[str, list[str]]]:
+    """track ids -> {"track_uri", "track_name", "artist_name"} from track_dictionary."""
+
+    def lookup(track_ids: np.ndarray) -> dict[str, list[str]]:
+        with warehouse.connect(read_only=True) as con:
+            rows = con.execute("SELECT track_id, track_uri, track_name, artist_name FROM track_dictionary "
+                               "ORDER BY track_id").fetchnumpy()
+        at = np.searchsorted(np.asarray(rows["track_id"], np.int64), track_ids)
+        return {c: [str(v) for v in np.asarray(rows[c], dtype=object)[at].tolist()]
+                for c in ("track_uri", "track_name", "artist_name")}
+
+    return lookup
+
+
+@dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"pytorch"},
+          deps=["next_track_examples", "playlist_track_ids", "stg_playlists", "stg_playlist_tracks",
+                "track_dictionary"])
+def two_tower_model(context: dg.AssetExecutionContext, config: TwoTowerModelConfig, warehouse: DuckDBWarehouse,
+                    artifacts: ArtifactStore, settings: PipelineSettings) -> dg.MaterializeResult:
+    """A two-tower retrieval model (PyTorch Lightning) for playlist continuation: a playlist
+    tower over the playlist name's hashed word and character n-grams and its tracks (and
+    their artists), a track tower over track id, artist, album, duration and popularity
+    buckets; sampled softmax over in-batch and uniform negatives with a log-frequency
+    correction, trained on the *train* playlists only, early-stopped on the val playlists'
+    challenge NDCG. A playlist with only a name gets recommendations from the name. Saved
+    atomically as ``tracks/two_tower.pt`` (weights, vocabulary, track names for serving;
+    ``torch.load(weights_only=True)``); served by ``POST /api/playlist/continue``."""
+    started = time.perf_counter()
+    data = _playlists(warehouse, with_names=True, with_features=True)
+    train_indptr, train_tracks = data.part(cont.TRAIN)
+    known = np.bincount(train_tracks, minlength=data.n_tracks) > 0
+    val = build_challenge_set(data.indptr, data.tracks, data.split == cont.VAL, known, settings.seed + 1,
+                              per_category=config.val_per_category)
+    # every TwoTowerConfig field the run config sets (the rest keep the model's defaults)
+    model_config = TwoTowerConfig(seed=settings.seed, **{f.name: getattr(config, f.name) for f in fields(TwoTowerConfig)
+                                                         if f.name in TwoTowerModelConfig.model_fields})
+    context.log.info(f"two-tower: {train_indptr.size - 1:,} train playlists, {val.size:,} val queries")
+    result = train_two_tower(train_indptr, train_tracks, data.part_names(cont.TRAIN), data.features, model_config,
+                             artifacts.path(*TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
+                             catalogue=_catalogue(warehouse), accelerator=config.accelerator,
+                             log=context.log.info)
+    location = artifacts.publish(*TWO_TOWER)
+    history = [{k: v for k, v in row.items()} for row in result.history]
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(location),
+        "vocabulary_tracks": result.vocab_size,
+        "train_playlists": result.train_playlists,
+        "val_queries": int(val.size),
+        "best_epoch": result.best_epoch,
+        "best_val_ndcg": round(result.best_val_ndcg, 4) if np.isfinite(result.best_val_ndcg) else "n/a",
+        "epochs_run": result.epochs_run,
+        "history": dg.MetadataValue.md(_md_rows(history)),
+        "examples_per_second": round(result.examples_per_second),
+        "device": result.device,
+        "config": dg.MetadataValue.json(asdict(model_config)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    })
+
+
+# --------------------------------------------------------------------------------------
 # playlist_continuation_eval
 # --------------------------------------------------------------------------------------
 
 
 class ContinuationEvalConfig(dg.Config):
-    test_queries: int = 1000
-    """Test playlists (seeded sample) to continue; 0 = all."""
-    k: int = 500
-    """Length of each ranked list (the challenge's 500)."""
+    per_category: int = 1000
+    """Test playlists drawn per challenge category (the challenge's 1,000); 0 = all qualifying."""
+    min_held_out: int = 1
+    """Held-out tracks a playlist needs beyond its seeds to qualify for a category."""
+    min_queries: int = 10
+    """A category with fewer qualifying test playlists is skipped (and reported)."""
     als_factors: int = 32
     als_iterations: int = 8
-    als_alpha: float = 10.0
+    als_alphas: list[float] = [1.0, 10.0, 40.0]
+    """ALS confidence scales tried; the one with the best val NDCG is evaluated on test."""
     als_regularization: float = 0.05
+    val_per_category: int = 100
+    """Val playlists per category for picking ALS's alpha."""
+
+
+def _bench_table() -> str | None:
+    """The committed bench-scale table (``benchmarks/results/continuation_bench.md``), if present."""
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "continuation_bench.md"
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb", "numpy"},
-          deps=["track_embeddings", "next_track_examples", "playlist_track_ids"],
+          deps=["track_embeddings", "two_tower_model", "next_track_examples", "playlist_track_ids",
+                "stg_playlists"],
           op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def playlist_continuation_eval(context: dg.AssetExecutionContext, config: ContinuationEvalConfig,
                                warehouse: DuckDBWarehouse, artifacts: ArtifactStore,
                                settings: PipelineSettings) -> dg.MaterializeResult:
-    """RecSys Challenge 2018 playlist continuation on held-out test playlists: given each
-    playlist's first 5 tracks, rank 500 tracks with popularity, item co-occurrence, item2vec
-    nearest neighbours and ALS (``implicit``, seeds folded in as extra rows), all fitted on
-    the train playlists only; report R-precision (with the 0.25 artist-level credit), NDCG
-    and Recommended-Songs clicks. Table ``playlist_continuation_eval``."""
+    """Playlist continuation as the RecSys Challenge 2018 ran it, on the *test* playlists
+    (split by playlist; no model trained on them): ten categories from "title only" to
+    "title + 100 random tracks", 500 tracks per playlist, every model on the same queries:
+    popularity, co-occurrence, item2vec, ALS (fitted on train, queries folded in; alpha
+    picked on val) and the two-tower model. R-precision with the challenge's artist credit,
+    NDCG, clicks and precision@100 per category and overall (table
+    ``playlist_continuation_eval``), the two-tower targets, and the committed bench-scale
+    table in the metadata."""
     started = time.perf_counter()
-    data = Playlists(warehouse)
+    data = _playlists(warehouse, with_names=True)
     embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
+    model = load_two_tower(artifacts.path(*TWO_TOWER))
     train_indptr, train_tracks = data.part(cont.TRAIN)
     train = cont.playlist_track_matrix(train_indptr, train_tracks, data.n_tracks)
-    popularity = np.asarray(train.sum(axis=0)).ravel()
-    queries = data.queries(cont.TEST, config.test_queries, settings.seed)
-    if queries.size == 0:
-        raise dg.Failure("no test playlist has more than 5 tracks: raise test_share")
+    known = np.asarray(train.sum(axis=0)).ravel() > 0
+    test = build_challenge_set(data.indptr, data.tracks, data.split == cont.TEST, known, settings.seed,
+                               per_category=config.per_category, min_held_out=config.min_held_out,
+                               min_queries=config.min_queries)
+    if test.size == 0:
+        raise dg.Failure(f"no challenge category has {config.min_queries}+ qualifying test playlists: "
+                         "raise test_share or lower min_queries")
     track_artist = data.track_artist()
-    rankers = {
-        "popularity": lambda: cont.popularity_rank(popularity, queries.seeds, config.k),
-        "cooccurrence": lambda: cont.cooccurrence_rank(train, queries.seeds, config.k, popularity),
-        "item2vec": lambda: cont.embedding_rank(embeddings.vectors, embeddings.track_ids, data.n_tracks,
-                                                queries.seeds, config.k, popularity),
-        "als": lambda: cont.als_rank(train, queries.seeds, config.k, factors=config.als_factors,
-                                     alpha=config.als_alpha, regularization=config.als_regularization,
-                                     iterations=config.als_iterations, seed=settings.seed),
-    }
-    rows = []
-    for name, rank in rankers.items():
-        t = time.perf_counter()
-        ranked = rank()
-        scores = cont.evaluate_ranking(ranked, queries, track_artist)
-        rows.append({"model": name, **scores, "seconds": round(time.perf_counter() - t, 3)})
-        context.log.info(f"{name}: R-precision {scores['r_precision']:.4f}, NDCG {scores['ndcg']:.4f}, "
-                         f"clicks {scores['clicks']:.2f}")
-    columns = ["model", "queries", "r_precision", "r_precision_tracks", "ndcg", "clicks", "seconds"]
+    val = build_challenge_set(data.indptr, data.tracks, data.split == cont.VAL, known, settings.seed + 1,
+                              per_category=config.val_per_category)
+    grid = [ALSSettings(factors=config.als_factors, iterations=config.als_iterations, alpha=a,
+                        regularization=config.als_regularization) for a in config.als_alphas]
+    als, als_trials = select_als(train, val, track_artist, grid, seed=settings.seed) if val.size else (grid[0], [])
+    context.log.info(f"ALS alpha {als.alpha} by val NDCG; {test.size:,} test queries, skipped {test.skipped}")
+    rankers = baseline_rankers(train, item2vec=(embeddings.vectors, embeddings.track_ids), als=als,
+                               seed=settings.seed)
+    rankers["two_tower"] = model_ranker(model, data.names)
+    rows = evaluate_models(rankers, test, track_artist, log=context.log.info)
+    columns = ["category", "model", "queries", *[m for m, _, _ in METRICS], "seconds"]
     table = pa.table({c: [r[c] for r in rows] for c in columns})
     with warehouse.connect() as con:
         replace_tables(con, {"playlist_continuation_eval": table})
         meta = table_metadata(con, "playlist_continuation_eval")
+    verdicts = target_verdicts(rows)
+    bench = _bench_table()
     return dg.MaterializeResult(metadata={
         **meta,
-        "results": dg.MetadataValue.md(_md_rows([{c: r[c] for c in columns} for r in rows])),
-        "test_queries": int(queries.size),
-        "held_out_tracks_per_query": round(float(np.diff(queries.truth_indptr).mean()), 1),
+        "results": dg.MetadataValue.md(results_markdown(rows)),
+        "two_tower_targets": dg.MetadataValue.md(
+            f"{sum(v['met'] for v in verdicts)} of {len(verdicts)} met (the targets are set at bench scale)\n\n"
+            + _md_rows(verdicts)),
+        "bench_results": dg.MetadataValue.md(bench or "_benchmarks/results/continuation_bench.md not found_"),
+        "test_queries": int(test.size),
+        "skipped_categories": dg.MetadataValue.json(test.skipped),
+        "held_out_tracks_per_query": round(float(np.diff(test.truth_indptr).mean()), 1),
+        "als_trials": dg.MetadataValue.md(_md_rows(als_trials)),
         "train_playlists": int(train.shape[0]),
         "seconds": round(time.perf_counter() - started, 2),
         "peak_rss_mb": peak_rss_mb(),

@@ -8,6 +8,7 @@ from spotify_assets.resources import DUCKDB_OP_TAGS, ArtifactStore, DuckDBWareho
 from spotify_assets.tracks import validation
 from spotify_assets.tracks.embedding_map import MAP_PNG
 from spotify_assets.tracks.similar import EMBEDDINGS
+from spotify_assets.tracks.two_tower import TWO_TOWER
 
 
 def _result(verdict: Verdict, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
@@ -53,3 +54,20 @@ def item2vec_beats_popularity(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult
     """Warns when item2vec's continuation NDCG is not above the popularity baseline's."""
     with warehouse.connect(read_only=True) as con:
         return _result(validation.continuation_beats_popularity(con, "item2vec"), dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(asset="playlist_continuation_eval", op_tags=DUCKDB_OP_TAGS)
+def two_tower_beats_popularity_from_names(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    """Warns when the two-tower model's NDCG for title-only playlists is not above the
+    popularity list's: its name tower would then have learned nothing."""
+    with warehouse.connect(read_only=True) as con:
+        return _result(validation.continuation_beats_popularity(con, "two_tower", "title only"),
+                       dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(asset="two_tower_model", blocking=True)
+def two_tower_model_ranks(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    """The model file loads with torch.load(weights_only=True), carries a name for every
+    vocabulary track, and ranks full, distinct, name-dependent lists for name-only
+    playlists (what the continue endpoint serves)."""
+    return _result(validation.two_tower_ranks(artifacts.path(*TWO_TOWER)))
