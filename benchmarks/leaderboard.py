@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +22,11 @@ from spotify_assets.evaluate.leaderboard import COLUMNS, markdown_leaderboard
 
 
 def _env(data_dir: Path, raw: Path, dagster_home: Path) -> dict[str, str]:
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    yaml = dagster_home / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    # A fresh instance per measurement: a run killed earlier (^C, a reboot) would otherwise
+    # still hold the DuckDB pool's slot, and this run would wait for it forever.
+    shutil.rmtree(dagster_home, ignore_errors=True)
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_ASSETS_")}
     entp = raw / "entp" / "train_triplets.txt"
     env.update({"DAGSTER_HOME": str(dagster_home), "SPOTIFY_ASSETS_DATA_DIR": str(data_dir),
