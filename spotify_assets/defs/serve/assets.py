@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -178,7 +179,7 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     with warehouse.connect(read_only=True) as con:
         model, reason, board = _choose_model(con, config.model)
         playlists = con.sql(
-            "SELECT d.pid, coalesce(p.name, '') AS name FROM playlist_dictionary d "
+            "SELECT d.pid, trim(coalesce(p.name, '')) AS name FROM playlist_dictionary d "
             "LEFT JOIN stg_playlists p USING (pid) ORDER BY d.playlist_idx").to_arrow_table()
         users = con.sql("SELECT user_id FROM user_dictionary ORDER BY uid").to_arrow_table()
         songs = _song_names(con, user_song.shape[1])
@@ -406,11 +407,15 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     # is BLAS: either way one thread per core.
     chunks = np.array_split(np.arange(n_users), max(1, min(n_users, 64)))
     done = [0]
+    lock = threading.Lock()
 
     def run(chunk: np.ndarray) -> list:
         out = rec.recommend_many(chunk, k)
-        done[0] += chunk.size
-        context.log.info(f"{done[0]}/{n_users} users ({done[0] / (time.perf_counter() - started):,.0f}/s)")
+        with lock:
+            before, done[0] = done[0], done[0] + chunk.size
+            # a line per quarter of the users, not per chunk: 4 lines whatever the size
+            if done[0] * 4 // n_users > before * 4 // n_users:
+                context.log.info(f"{done[0]:,}/{n_users:,} users ({done[0] / (time.perf_counter() - started):,.0f}/s)")
         return out
 
     with ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 1) as pool:
