@@ -13,14 +13,14 @@ from pathlib import Path
 import duckdb
 
 from spotify_assets.defs.metadata import markdown_table
-from spotify_assets.resources import default_data_dir
+from spotify_assets.paths import default_data_dir, local_artifacts_dir
 from spotify_assets.tracks.similar import TRACK_INDEX, find_tracks, load_embeddings, similar_table
 
 
 def _similar(args: argparse.Namespace) -> int:
     data = Path(args.data_dir)
     database = Path(args.database) if args.database else data / "warehouse" / "spotify.duckdb"
-    artifacts = data / "artifacts"
+    artifacts = local_artifacts_dir(data)
     if not database.exists():
         print(f"no warehouse at {database}: run the pipeline first (make run)", file=sys.stderr)
         return 2
@@ -56,7 +56,7 @@ def _continue(args: argparse.Namespace) -> int:
     if not (args.name or "").strip() and not args.track:
         print("give --name, --track, or both", file=sys.stderr)
         return 2
-    path = Path(args.data_dir).joinpath("artifacts", *TWO_TOWER)
+    path = local_artifacts_dir(args.data_dir).joinpath(*TWO_TOWER)
     if not path.exists():
         print(f"no two-tower model at {path}: run the pipeline first (make run)", file=sys.stderr)
         return 2
