@@ -25,12 +25,13 @@ dagster-home:
 
 ## Run the main job on the committed sample data (data/raw) from the command line.
 run: install dagster-home
-	$(BIN)/dagster job execute -m spotify_assets.definitions -j full_pipeline \
+	$(BIN)/dagster job execute -m spotify_assets.definitions -j full_pipeline -c deploy/run_logging.yaml \
 		--tags "$$($(PY) -m spotify_assets.mpd_partitions)"
+	@$(PY) -m spotify_assets.run_summary
 
 ## Debian's Chromium drives the UI test (Playwright never downloads a browser here).
 browser:
-	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 ## Install everything and run the whole test suite (what CI runs), then the fuzzers with a fixed budget.
 test: install dagster-home browser validate
