@@ -17,6 +17,8 @@ and ``nightly_retrain`` / ``feedback_retrain_sensor`` (retraining). They take tu
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 SLICE_SENSOR_NAME = "mpd_slice_sensor"
@@ -38,6 +40,51 @@ def runs_in_flight(instance: dg.DagsterInstance, *, except_slice_loads: bool = F
     if except_slice_loads:
         runs = [run for run in runs if run.tags.get(SENSOR_NAME_TAG) != SLICE_SENSOR_NAME]
     return list(runs)
+
+
+EXECUTOR_PID_MESSAGE = "Executing steps using multiprocess executor: parent process"
+
+
+def _executor_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's multiprocess executor, from its engine event (None: not recorded)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        message = record.user_message or (record.dagster_event.message if record.dagster_event else "") or ""
+        if message.startswith(EXECUTOR_PID_MESSAGE):
+            pid = record.dagster_event.engine_event_data.metadata.get("pid")
+            if pid is not None:
+                return int(pid.value)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Marks failed the runs this instance still records as started whose executor process
+    is gone from this machine (a ``dagster job execute`` killed by SIGKILL, a reboot), and
+    frees the concurrency slots they held.
+
+    Without this a killed run keeps the ``duckdb_warehouse`` pool's single slot: the next run
+    waits for it forever ("Step still blocked by limit for pool"), and automation, which starts
+    nothing while a run is in flight, stops. Only runs whose executor recorded its pid are
+    judged, so runs of other launchers (a k8s pod) are left alone. Returns the runs failed."""
+    failed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        pid = _executor_pid(instance, run.run_id)
+        if pid is None or _alive(pid):
+            continue
+        instance.report_run_failed(run, message=f"its executor process {pid} is gone (killed or the machine "
+                                                "restarted); marked failed so its pool slots are released")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append(run)
+    return failed
 
 
 def describe_runs(runs: list[dg.DagsterRun], limit: int = 3) -> str:

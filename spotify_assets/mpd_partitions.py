@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from spotify_assets.automation import fail_orphaned_runs
 from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.ingest import drop_slices, list_mpd_slices, stale_slices
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Register MPD slice files as dynamic partitions in $DAGSTER_HOME and print "
         "the JSON run tags (partition range) that make `dagster job execute` load all of them. "
         "A slice whose file is gone is dropped: its rows are deleted from the warehouse "
-        "($SPOTIFY_ASSETS_DUCKDB or <data>/warehouse/spotify.duckdb) in one transaction, then its partition.",
+        "($SPOTIFY_ASSETS_DUCKDB or <data>/warehouse/spotify.duckdb) in one transaction, then its partition. "
+        "Runs left started by a process that is gone (killed, a reboot) are marked failed first, so they "
+        "release the warehouse pool slot the next run needs.",
     )
     parser.add_argument(
         "--mpd-dir",
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dropped slice {name}: its file is gone; deleted its {n_playlists:,} playlists from the warehouse",
                   file=sys.stderr)
     with dg.DagsterInstance.get() as instance:
+        for run in fail_orphaned_runs(instance):
+            print(f"run {run.run_id[:8]} of {run.job_name} was left started by a process that is gone: "
+                  "marked failed, its pool slots released", file=sys.stderr)
         keys = sync_partitions(instance, mpd_dir, prune=not args.keep_missing)
     print(f"{len(keys)} MPD slice partitions registered ({keys[0]} .. {keys[-1]})", file=sys.stderr)
     print(json.dumps(range_tags(keys)))

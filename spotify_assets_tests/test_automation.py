@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.events import EngineEventData
 from dagster._core.utils import make_new_run_id
 
 from spotify_assets.automation import folded_feedback_id, runs_in_flight
@@ -299,3 +300,37 @@ def test_a_slice_that_fails_its_checks_stops_the_chain_at_both_tables(tiny_raw: 
         assert failed == {("mpd_playlists", "tracks_consistent"), ("mpd_playlist_tracks", "tracks_consistent")}
         requested, _ = _requested(instance, cursor)
         assert requested == set()
+
+
+def test_a_run_whose_executor_died_is_failed_and_frees_the_pool_slot() -> None:
+    """A ``dagster job execute`` killed with SIGKILL leaves its run STARTED and its slot of the
+    one-slot DuckDB pool claimed; the next run would wait forever. fail_orphaned_runs (called
+    by the CLI ``make run`` starts with) fails it and frees the slot, and leaves a run whose
+    executor is alive alone."""
+    import subprocess
+    import sys
+
+    from spotify_assets.automation import EXECUTOR_PID_MESSAGE, fail_orphaned_runs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def started_run(instance, pid: int) -> dg.DagsterRun:
+        run = _run_in_flight(instance, "full_pipeline")
+        instance.report_engine_event(f"{EXECUTOR_PID_MESSAGE} (pid: {pid})", run,
+                                     EngineEventData(metadata={"pid": dg.MetadataValue.text(str(pid))}))
+        return run
+
+    with dg.instance_for_test() as instance:
+        orphan = started_run(instance, dead.pid)
+        alive = started_run(instance, os.getpid())
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("duckdb_warehouse", 1)  # deploy/dagster.yaml's one slot
+        assert storage.claim_concurrency_slot("duckdb_warehouse", orphan.run_id, "entp_listens").is_claimed
+        blocked = storage.claim_concurrency_slot("duckdb_warehouse", "next-run", "entp_listens")
+        assert not blocked.is_claimed
+        assert [run.run_id for run in fail_orphaned_runs(instance)] == [orphan.run_id]
+        assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+        assert storage.claim_concurrency_slot("duckdb_warehouse", "next-run", "entp_listens").is_claimed
+        assert fail_orphaned_runs(instance) == []
