@@ -32,7 +32,7 @@ from spotify_assets.synth.population import (
 )
 from spotify_assets.synth.summary import SynthSummary, _describe, _overlap_share
 from spotify_assets.synth.truth import _write_truth
-from spotify_assets.synth.writing import _AtomicWriter, _remove_stale, _tsv_rows, _write_bytes
+from spotify_assets.synth.writing import _atomic_file, _remove_stale, _tsv_rows, _write_bytes
 
 
 def _progress(enabled: bool, message: str) -> None:
@@ -93,13 +93,13 @@ def generate(out_dir: Path | str, scale: str = "tiny", seed: int = 0, gzip: bool
     track_freq = np.zeros(cat.n_tracks, np.int64)
     lengths_all = np.zeros(params.playlists, np.int64)
     n_slices = math.ceil(params.playlists / params.slice_size)
-    pl_truth = _AtomicWriter(out / "truth" / "playlist_genre.tsv")
-    pl_truth.write(b"pid\tgenre\tsecond_genre\n")
+    pl_truth_path = out / "truth" / "playlist_genre.tsv"
     written_bytes = 0
     rows_done = 0
     block_cache: dict[int, dict[str, np.ndarray]] = {}
     t0 = time.perf_counter()
-    try:
+    with _atomic_file(pl_truth_path) as pl_truth:
+        pl_truth.write(b"pid\tgenre\tsecond_genre\n")
         for s in range(n_slices):
             start = s * params.slice_size
             end = min(params.playlists, start + params.slice_size) - 1
@@ -134,10 +134,7 @@ def generate(out_dir: Path | str, scale: str = "tiny", seed: int = 0, gzip: bool
                 el = time.perf_counter() - t0
                 _progress(True, f"mpd: {s + 1}/{n_slices} slices, {rows_done:,} track rows, "
                                 f"{rows_done / max(el, 1e-9):,.0f} rows/s, {written_bytes / 1e6 / max(el, 1e-9):.0f} MB/s")
-        paths["truth"].append(pl_truth.commit())
-    except BaseException:
-        pl_truth.abort()
-        raise
+    paths["truth"].append(pl_truth_path)
     mpd_seconds = time.perf_counter() - t0
 
     # ---- ENTP triplets ---------------------------------------------------------------------
@@ -150,10 +147,10 @@ def generate(out_dir: Path | str, scale: str = "tiny", seed: int = 0, gzip: bool
     play_max = 0
     listens = 0
     song_ids_all = msd_ids("SO", np.arange(cat.n_songs), seed)
-    trip = _AtomicWriter(out / "entp" / f"train_triplets.txt{gz}", level)
-    u_truth = _AtomicWriter(out / "truth" / "user_genre.tsv")
-    u_truth.write(b"user_id\tgenre\tsecond_genre\n")
-    try:
+    trip_path = out / "entp" / f"train_triplets.txt{gz}"
+    u_truth_path = out / "truth" / "user_genre.tsv"
+    with _atomic_file(trip_path, level) as trip, _atomic_file(u_truth_path) as u_truth:
+        u_truth.write(b"user_id\tgenre\tsecond_genre\n")
         for b in range(n_user_blocks):
             rng = _block_rng(seed, _S_USERS, b)
             u0 = b * USER_BLOCK
@@ -182,12 +179,8 @@ def generate(out_dir: Path | str, scale: str = "tiny", seed: int = 0, gzip: bool
                 el = time.perf_counter() - t0
                 _progress(True, f"entp: {u0 + n:,}/{params.users:,} users, {listens:,} triplets, "
                                 f"{listens / max(el, 1e-9):,.0f} rows/s")
-        paths["entp"].append(trip.commit())
-        paths["truth"].append(u_truth.commit())
-    except BaseException:
-        trip.abort()
-        u_truth.abort()
-        raise
+    paths["entp"].append(trip_path)
+    paths["truth"].append(u_truth_path)
     entp_seconds = time.perf_counter() - t0
 
     # ---- MSD metadata ------------------------------------------------------------------

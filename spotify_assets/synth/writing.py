@@ -3,59 +3,29 @@
 from __future__ import annotations
 
 import gzip as _gzip
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from spotify_assets.atomic import atomic_write
 
-class _AtomicWriter:
-    """Binary file written to a hidden temporary name in the same folder, renamed on close."""
 
-    def __init__(self, path: Path, gzip_level: int | None = None):
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = open(self.tmp, "wb")
-        self._gz: _gzip.GzipFile | None = None
-        if gzip_level is not None:
-            # mtime=0 and no file name: the same data gives the same bytes.
-            self._gz = _gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
-                                      compresslevel=gzip_level, mtime=0)
-        self.handle: IO[bytes] = self._gz if self._gz is not None else self._raw
-
-    def write(self, data: bytes) -> None:
-        self.handle.write(data)
-
-    def commit(self) -> Path:
-        if self._gz is not None:
-            self._gz.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            if self._gz is not None:
-                self._gz.close()
-            self._raw.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> "_AtomicWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
+@contextmanager
+def _atomic_file(path: Path, gzip_level: int | None = None) -> Iterator[IO[bytes]]:
+    """A binary handle (gzip-compressing with ``gzip_level``) whose bytes replace ``path``
+    atomically when the ``with`` block ends normally and are discarded if it raises."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as raw:
+        if gzip_level is None:
+            yield raw
         else:
-            self.abort()
+            # mtime=0 and no file name: the same data gives the same bytes.
+            with _gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=gzip_level, mtime=0) as gz:
+                yield gz
 
 
 def _write_bytes(path: Path, data: bytes, gzip_level: int | None = None) -> Path:
-    with _AtomicWriter(path, gzip_level) as out:
+    with _atomic_file(path, gzip_level) as out:
         out.write(data)
     return path
 
