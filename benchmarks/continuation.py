@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import DEFAULT_CACHE, DEFAULT_RESULTS, SCALES, Log, RunSettings, _git, _machine, ensure_data
+from spotify_assets.atomic import atomic_write
 
 WAREHOUSE = "continuation.duckdb"
 #: the SQL models the track models read, in dependency order
@@ -196,9 +197,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _table(rows: list[dict]) -> str:

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmarks.stages import STAGE_ORDER, STAGES, StageContext, evaluate_targets, ratio, run_method
+from spotify_assets.atomic import atomic_write
 
 SCHEMA = "spotify_assets.benchmarks/1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -246,9 +247,8 @@ def child_main(stage: str, method: str, scale: str, seed: int, raw: Path, work: 
     ctx = StageContext(stage=stage, method=method, scale=scale, seed=seed, raw=raw, work=work, budget_s=budget,
                        options=options)
     measurement = run_method(ctx)
-    tmp = result.with_name(result.name + ".tmp")
-    tmp.write_text(json.dumps(measurement.to_json(), indent=1, default=_json_default))
-    os.replace(tmp, result)
+    with atomic_write(result) as tmp:
+        tmp.write_text(json.dumps(measurement.to_json(), indent=1, default=_json_default))
     return 0
 
 
@@ -378,9 +378,8 @@ def run(settings: RunSettings) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _results(settings: RunSettings, data: dict, rows_by_stage: dict[str, list[dict]]) -> dict:

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from spotify_assets.atomic import atomic_write
+
 # --------------------------------------------------------------------------------------
 # plumbing
 # --------------------------------------------------------------------------------------
@@ -162,10 +164,8 @@ def _extrapolated(ctx: StageContext, description: str, unit: str, total_units: i
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 def _load(path: Path, *names: str) -> dict[str, np.ndarray]:
@@ -453,9 +453,8 @@ def _label_in_shards(user_song, playlist_song, e, block_size: int, device: str, 
         parts = list(pool.map(_label_shard, list(zip(edges[:-1].tolist(), edges[1:].tolist()))))
     compute_seconds = time.perf_counter() - started
     merged = work / "labels.npz"
-    tmp = merged.with_name(f".{merged.name}.{os.getpid()}.tmp")  # temp + rename, like _save
-    summary = merge_label_files([path for _, path in parts], tmp)
-    os.replace(tmp, merged)
+    with atomic_write(merged) as tmp:  # temp + rename, like _save
+        summary = merge_label_files([path for _, path in parts], tmp)
     shutil.rmtree(folder)
     return sum(pairs for pairs, _ in parts), {**summary, "compute_seconds": compute_seconds}
 

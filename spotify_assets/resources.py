@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from spotify_assets.atomic import fsync_dir, remove_stale_temps
+from spotify_assets.atomic import atomic_write
 from spotify_assets.contract import Artifact
 from spotify_assets.paths import PROJECT_ROOT, default_data_dir  # re-exported: CLIs and tests import them from here
 from spotify_assets.paths import is_url as _is_url
@@ -197,13 +197,8 @@ class ArtifactStore(dg.ConfigurableResource):
         stamp = target.with_name(f".{target.name}.remote")
         if target.exists() and stamp.exists() and stamp.read_text() == signature:
             return True
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_write(target) as tmp:
             fs.get_file(key, str(tmp))
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         stamp.write_text(signature)
         return True
 
@@ -249,20 +244,9 @@ class ArtifactStore(dg.ConfigurableResource):
     @contextmanager
     def atomic_path(self, *parts: str) -> Iterator[Path]:
         """Yield a temporary path; on success it replaces ``path(*parts)`` atomically (and
-        is uploaded for a URL root)."""
-        target = self.local_root().joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(target)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
+        is uploaded for a URL root). A thin wrapper of :func:`spotify_assets.atomic.atomic_write`."""
+        with atomic_write(self.local_root().joinpath(*parts)) as tmp:
             yield tmp
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         self.publish(*parts)
 
     def save_arrays(self, *parts: str, **arrays: np.ndarray) -> Path:
@@ -373,16 +357,9 @@ class JsonIOManager(dg.ConfigurableIOManager):
             with fsspec.open(self._url(context), "w", auto_mkdir=True) as handle:
                 handle.write(json.dumps(obj, sort_keys=True))
             return
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # per-process temp name: two processes writing one output never share a temp file
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        remove_stale_temps(path)
-        try:
+        with atomic_write(self._path(context)) as tmp:
             tmp.write_text(json.dumps(obj, sort_keys=True))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_input(self, context: dg.InputContext) -> object:
         if _is_url(self.root):

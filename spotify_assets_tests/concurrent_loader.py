@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from spotify_assets.atomic import atomic_write
 from spotify_assets.ingest import load_mpd_slice
 from spotify_assets.resources import DuckDBWarehouse
 
@@ -76,9 +77,8 @@ def read(args) -> int:
             else:
                 seen.append({"playlists": {}, "tracks": {}, "at": time.time()})
         if args.progress is not None:
-            tmp = args.progress.with_name(args.progress.name + ".tmp")
-            tmp.write_text(str(len(seen)))
-            tmp.replace(args.progress)
+            with atomic_write(args.progress) as tmp:
+                tmp.write_text(str(len(seen)))
     print(json.dumps({"observations": seen}), flush=True)
     return 0
 

@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 
 from spotify_assets import synth
+from spotify_assets.synth.ids import msd_ids, spotify_uris, user_ids
+from spotify_assets.synth.text import GENRES
 
 TRACK_URI = re.compile(r"^spotify:track:[0-9A-Za-z]{22}$")
 ARTIST_URI = re.compile(r"^spotify:artist:[0-9A-Za-z]{22}$")
@@ -297,7 +299,7 @@ def test_genre_clusters(tiny: synth.SynthSummary, playlists: list[dict],
     # names hint the genre: most names are one of the primary genre's names, up to case
     # and decoration (the rest are generic names such as "my playlist")
     primary = {int(r["pid"]): int(r["genre"]) for r in _read_tsv(truth / "playlist_genre.tsv")}
-    hinted = sum(_names_genre(pl["name"], synth.GENRES[primary[pl["pid"]]][1]) for pl in playlists)
+    hinted = sum(_names_genre(pl["name"], GENRES[primary[pl["pid"]]][1]) for pl in playlists)
     assert 0.8 <= hinted / len(playlists) <= 0.97
 
 
@@ -443,9 +445,9 @@ def test_ids_are_unique_by_construction() -> None:
     import numpy as np
 
     idx = np.arange(200_000)
-    assert len(set(synth.spotify_uris("track", idx, 0))) == idx.size
-    assert len(set(synth.msd_ids("SO", idx, 0))) == idx.size
-    assert len(set(synth.user_ids(idx, 0))) == idx.size
+    assert len(set(spotify_uris("track", idx, 0))) == idx.size
+    assert len(set(msd_ids("SO", idx, 0))) == idx.size
+    assert len(set(user_ids(idx, 0))) == idx.size
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,6 @@ every item the same norm), so its trees stay balanced.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
-from spotify_assets.atomic import remove_stale_temps
+from spotify_assets.atomic import atomic_write
 
 METRICS = ("dot", "angular", "euclidean")
 
@@ -67,16 +66,9 @@ def build_annoy(vectors: np.ndarray, path: Path, metric: str = "dot", n_trees: i
         index.add_item(i, row)
     index.build(int(n_trees), n_jobs=int(n_jobs))
     seconds = time.perf_counter() - started
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(Path(path)) as tmp:
         index.save(str(tmp))
         index.unload()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return seconds
 
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from spotify_assets.atomic import fsync_dir, remove_stale_temps
+from spotify_assets.atomic import atomic_write
 from spotify_assets.serving.recommender import BUNDLE_FILE_NAMES, BUNDLE_INFO, SERVE, model_version
 
 ROLLOUT = (SERVE, "rollout.json")
@@ -109,18 +109,8 @@ def write_rollout(artifacts_dir: Path, rollout: Rollout) -> Path:
     """Replace ``rollout.json`` atomically (temp file, fsync, rename): the service sees the old
     rollout or the new one, never half of one."""
     path = rollout_path(artifacts_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(rollout.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp:
+        tmp.write_text(rollout.to_json())
     return path
 
 
@@ -133,11 +123,7 @@ def deploy_bundle(artifacts_dir: Path, source_dir: Path | None = None) -> Deploy
     info = json.loads((source / BUNDLE_INFO[-1]).read_text())
     target = deployed_dir(artifacts_dir, info["bundle_id"])
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with atomic_write(target, directory=True) as tmp:
             for name in BUNDLE_FILE_NAMES:
                 if (source / name).exists():
                     try:
@@ -148,9 +134,5 @@ def deploy_bundle(artifacts_dir: Path, source_dir: Path | None = None) -> Deploy
             if index_info.exists() and json.loads(index_info.read_text()).get("bundle_id") != info["bundle_id"]:
                 raise ValueError(f"{source}: playlist_index.json was built for another bundle than "
                                  f"{info['bundle_id']}: materialize playlist_index before deploying")
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return Deployment(bundle_id=info["bundle_id"], model=info["model"], version=model_version(info),
                       deployed_at=round(time.time(), 3))

@@ -41,7 +41,6 @@ runs with the same seed give identical weights.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +53,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from spotify_assets.atomic import remove_stale_temps
+from spotify_assets.atomic import atomic_write
 from spotify_assets.tracks.challenge import ChallengeSet, score_ranking
 from spotify_assets.tracks.continuation import ragged_rows
 from spotify_assets.tracks.item2vec import _torch_threads, pick_device
@@ -649,7 +648,6 @@ def save_two_tower(path: Path | str, net: TwoTowerNet, hparams: dict[str, Any], 
     ``catalogue`` ({"track_uri", "track_name", "artist_name"}: lists aligned with the
     vocabulary) lets a server answer with names without the warehouse."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if catalogue is not None and any(len(v) != vocab_track_ids.size for v in catalogue.values()):
         raise ValueError("every catalogue column needs one entry per vocabulary track")
     payload = {
@@ -661,13 +659,8 @@ def save_two_tower(path: Path | str, net: TwoTowerNet, hparams: dict[str, Any], 
         "val_ndcg": float(val_ndcg),
         "catalogue": catalogue,
     }
-    remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -53,7 +53,6 @@ GPU, ``index_add_`` accumulates with atomics, so runs agree only up to float rou
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -67,7 +66,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from spotify_assets.atomic import remove_stale_temps
+from spotify_assets.atomic import atomic_write
 from spotify_assets.evaluate.tasks import RankingTask
 from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
 from spotify_assets.train.negatives import (
@@ -566,7 +565,6 @@ def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoc
     """Atomically write ``{"format", "state_dict", "hparams", "epoch", "val_recall"}`` with
     ``torch.save`` (temp file in the same folder, then ``os.replace``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
@@ -574,13 +572,8 @@ def save_checkpoint(path: Path | str, net: BPRNet, hparams: dict[str, Any], epoc
         "epoch": int(epoch),
         "val_recall": float(val_recall),
     }
-    remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
