@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Run history and dynamic partitions persist between commands in the project folder.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=20
 
 .PHONY: install dagster-home browser run test test-fast fuzz validate dev serve clean-data sample
 
