@@ -1,4 +1,4 @@
-"""Performance harness for spotify_assets (DESIGN §6): ``python -m benchmarks run --help``.
+"""Performance harness for spotify_assets (docs/architecture.md#performance): ``python -m benchmarks run --help``.
 
 Modules: :mod:`benchmarks.stages` (one function per measured method, the stage registry and
 its targets), :mod:`benchmarks.naive` (the original system's naive methods),

@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the performance harness (DESIGN §6). See ``--help``."""
+"""``python -m benchmarks``: the performance harness (docs/architecture.md#performance). See ``--help``."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_matrix_oracle_matches_labels_exactly() -> None:
     user_song, playlist_song = _binary(rng, 120, 60, 0.1), _binary(rng, 90, 60, 0.1)
     e = exploration_coefficients(120, 0)
     oracle = Oracle(user_song, playlist_song, e)
-    # true scores = the DESIGN formula on every pair that shares a song
+    # true scores = the label score (docs/architecture.md#score) on every pair that shares a song
     m = (user_song @ playlist_song.T).toarray().astype(np.float64)
     s = np.asarray(user_song.sum(axis=1), dtype=np.float64).ravel()[:, None]
     p = np.asarray(playlist_song.sum(axis=1), dtype=np.float64).ravel()[None, :]

@@ -1,4 +1,4 @@
-"""The fused, blocked labeler: overlap -> score -> liked playlists (DESIGN §3).
+"""The fused, blocked labeler: overlap -> score -> liked playlists (docs/architecture.md#labels).
 
 For a block of users ``[start, stop)`` it computes the overlap block ``M = U_block · Pᵀ``
 (sparse, ``Pᵀ`` prepared once), scores only its non-zeros and keeps only what downstream
@@ -14,7 +14,7 @@ Definitions (all exact; the CPU kernel reproduces :func:`dense_reference` bit fo
     liked(u)    = top max(1, ceil(0.015 · n)) by (score desc, playlist id asc); none if n = 0
     hard(u)     = the next ceil(0.2 · (n - |liked|)) in the same order: the top 20% by score
                   of the user's scored, non-liked playlists
-    priority    = score / sqrt(s_u)   (ownership, DESIGN §3)
+    priority    = score / sqrt(s_u)   (ownership: docs/architecture.md#ownership)
 
 Selection without a full sort. Scores within a user row take few distinct values (they
 depend on the row only through (m, p)), so the kernel buckets every score by the bit

@@ -46,7 +46,8 @@ def hard_counts(n_scored: np.ndarray, n_liked: np.ndarray, hard_share: float = H
 
 
 def score_pairs(m: np.ndarray, e: np.ndarray, s: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The DESIGN §3 score for pairs with overlap ``m`` > 0 (arrays broadcast; float64)."""
+    """The label score (docs/architecture.md#score) for pairs with overlap ``m`` > 0 (arrays broadcast;
+    float64)."""
     return ((1.0 - e) * np.log1p(m) + e) / (np.sqrt(s) * np.sqrt(p))
 
 

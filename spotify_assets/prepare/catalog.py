@@ -1,8 +1,8 @@
 """Song matching between the MSD/ENTP and MPD sides (no Dagster imports).
 
-Every MSD song and every MPD track gets a plain and a canonical song key (DESIGN §3). One
-dense ``song_key_id`` is assigned per canonical key over the union of both sides, ordered
-by key, so ids do not depend on input order.
+Every MSD song and every MPD track gets a plain and a canonical song key
+(docs/architecture.md#song-keys). One dense ``song_key_id`` is assigned per canonical key
+over the union of both sides, ordered by key, so ids do not depend on input order.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """User-song and playlist-song interaction matrices (no Dagster imports).
 
-Matrices are binary CSR: a song counts once per user and once per playlist (DESIGN §3).
-Columns are the *matched* songs: canonical song keys present on both the ENTP/MSD side
-and the MPD side. Users and playlists without any matched song are dropped (and counted).
+Matrices are binary CSR: a song counts once per user and once per playlist
+(docs/architecture.md#matrices). Columns are the *matched* songs: canonical song keys
+present on both the ENTP/MSD side and the MPD side. Users and playlists without any matched
+song are dropped (and counted).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Splits, ownership and sampling (DESIGN §3), vectorized and seeded (no Dagster imports).
+"""Splits, ownership and sampling, vectorized and seeded (no Dagster imports); the definitions
+are in docs/architecture.md (#user-split, #ownership, #training-interactions, #eval-batches).
 
 Conventions. Users and playlists are dense matrix-row ids. A user's liked playlists come
 from :class:`spotify_assets.label.Labels` as CSR (``liked_indptr``, ``liked_playlists``);

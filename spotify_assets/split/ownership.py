@@ -118,7 +118,7 @@ def assign_ownership(
     split: np.ndarray,
     cap: int = 100,
 ) -> Ownership:
-    """Greedy playlist ownership (DESIGN §3) on the labeler's ownership candidates.
+    """Greedy playlist ownership (docs/architecture.md#ownership) on the labeler's ownership candidates.
 
     Parameters
     ----------

@@ -95,7 +95,8 @@ def oracle_candidate_scores(true_scores: sp.csr_matrix, users: np.ndarray, candi
 
 @dataclass(frozen=True)
 class Oracle:
-    """The DESIGN §3 true score computed from the binary matrices (nothing learned).
+    """The true score, the label score of docs/architecture.md#score, computed from the binary
+    matrices (nothing learned).
 
     Attributes
     ----------

@@ -240,8 +240,7 @@ class EpochTriplets(torch.utils.data.IterableDataset):
     Yields int64 tensors of at most ``rows`` rows: (n, 3) triplets (user, positive,
     negative) for "uniform"/"popularity"; for "hard", (n, 3 + K): the user, the positive,
     an exact uniform fallback negative, then K unchecked uniform candidates, of which the
-    training step keeps the one its current weights score highest
-    (:func:`~spotify_assets.train.negatives.hardest_candidates`).
+    training step keeps the one its current weights score highest (:meth:`BPRModule.mine`).
     """
 
     def __init__(self, interactions: InteractionSet, users: np.ndarray, playlists: np.ndarray, config: BPRConfig,

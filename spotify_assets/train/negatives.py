@@ -11,7 +11,8 @@ user's interactions, re-drawn every epoch:
     proportional to ``(1 + interactions of the playlist) ** exponent`` over the same set;
 ``"hard"``
     the model's own ranking mines them: of ``K`` uniform candidates, the one the current
-    model scores highest (:func:`hardest_candidates`), so the hard pool follows the model
+    model scores highest that is not an interaction (``BPRModule.mine`` in
+    :mod:`spotify_assets.train.bpr`, with :func:`first_non_interaction`), so the hard pool follows the model
     and never the label score (which *is* the label function: sampling by it is label
     knowledge).
 
@@ -106,7 +107,7 @@ class NegativeSampler:
     ----------
     interactions : :class:`InteractionSet`.
     mode : "uniform" or "popularity" ("hard" mining draws its candidates uniformly here
-        and picks among them with :func:`hardest_candidates`).
+        and ``BPRModule.mine`` picks among them with :func:`first_non_interaction`).
     popularity_exponent : weight ``(1 + count) ** exponent`` in "popularity" mode (0.75,
         as word2vec's unigram table).
     """
