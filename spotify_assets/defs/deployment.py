@@ -8,8 +8,12 @@ from collections.abc import Sequence
 import dagster as dg
 
 
-def job_on(job: dg.UnresolvedAssetJobDefinition, executor: dg.ExecutorDefinition) -> dg.UnresolvedAssetJobDefinition:
-    """The same asset job (name, selection, description, tags, config, partitions) on ``executor``."""
+def job_on(job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition,
+           executor: dg.ExecutorDefinition) -> dg.UnresolvedAssetJobDefinition | dg.JobDefinition:
+    """The same job on ``executor``: an asset job keeps its name, selection, description, tags,
+    config and partitions; an op job (``simulate_users``) keeps its graph and everything else."""
+    if isinstance(job, dg.JobDefinition):
+        return job.with_executor_def(executor)
     return dg.define_asset_job(name=job.name, selection=job.selection, description=job.description, tags=job.tags,
                                run_tags=job.run_tags, config=job.config, partitions_def=job.partitions_def,
                                metadata=job.metadata, executor_def=executor)
@@ -19,7 +23,7 @@ def with_executor(base: dg.Definitions, executor: dg.ExecutorDefinition,
                   assets: Sequence | None = None) -> dg.Definitions:
     """``base`` with every job on ``executor`` (also the default executor), the schedules and
     sensors pointed at the moved jobs, and ``assets`` instead of base's when given."""
-    jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
+    jobs: dict[str, dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = {}
     for job in base.jobs or []:
         jobs.setdefault(job.name, job_on(job, executor))
     schedules = [s.with_updated_job(jobs[s.job_name]) if s.has_job and s.job_name in jobs else s
