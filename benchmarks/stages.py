@@ -495,7 +495,8 @@ def splits_ours(ctx: StageContext) -> Measurement:
     clock = _timer()
     result = split_users(labels["liked_indptr"], ctx.seed)
     split_seconds = clock()
-    ownership = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], result.split)
+    ownership = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], result.split,
+                                 cold=result.cold)
     seconds = clock()
     _save(ctx.work / "splits.npz", split=result.split, cold=result.cold, owner=ownership.owner)
     pairs = int(labels["liked_playlists"].size)

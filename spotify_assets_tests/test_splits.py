@@ -117,6 +117,31 @@ def test_ownership_equals_sequential_greedy(labelled, cap) -> None:
     assert 0.0 <= result.gini < 1.0
 
 
+def test_cold_users_own_nothing_and_the_greedy_still_equals_the_reference(labelled) -> None:
+    """A cold user must reach the models with no training interaction at all: ownership skips
+    cold users (the next candidate gets the playlist), the sequential reference agrees, and the
+    validator flags a cold owner."""
+    labels, _, _, _ = labelled
+    splits = split_users(labels.liked_indptr, seed=0, cold_share=0.2)
+    unrestricted = assign_ownership(labels.ownership, labels.liked_indptr, labels.liked_playlists, splits.split, cap=3)
+    assert splits.cold[unrestricted.owner[unrestricted.owner >= 0]].any()  # without the rule cold users own some
+    result = assign_ownership(labels.ownership, labels.liked_indptr, labels.liked_playlists, splits.split, cap=3,
+                              cold=splits.cold)
+    owned = result.owner[result.owner >= 0]
+    assert owned.size > 0 and not splits.cold[owned].any()
+    playlists, users, priorities = labels.ownership.pairs()
+    np.testing.assert_array_equal(result.owner, ownership_reference(
+        users, playlists, priorities, labels.liked_indptr, labels.liked_playlists, splits.split, N_PLAYLISTS, cap=3,
+        cold=splits.cold))
+    args = (labels.liked_indptr, labels.liked_playlists, splits.split, 3, labels.ownership)
+    assert check_ownership_valid(result.owner, *args, cold=splits.cold).passed
+    verdict = check_ownership_valid(unrestricted.owner, *args, cold=splits.cold)
+    assert not verdict.passed and verdict.details["playlists_owned_by_cold_users"] > 0
+    with pytest.raises(ValueError, match="cold must be bool"):
+        assign_ownership(labels.ownership, labels.liked_indptr, labels.liked_playlists, splits.split,
+                         cold=splits.cold.astype(np.int8))
+
+
 def test_ownership_with_short_candidate_lists_reports_exhaustion(labelled) -> None:
     labels, user_song, playlist_song, e = labelled
     short = label_users(user_song, playlist_song, e, block_size=64, liked_share=0.05, ownership_k=2)

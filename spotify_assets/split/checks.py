@@ -36,10 +36,10 @@ def check_liked_counts(n_scored: np.ndarray, liked_indptr: np.ndarray, liked_sha
 
 def check_ownership_valid(owner: np.ndarray, liked_indptr: np.ndarray, liked_playlists: np.ndarray,
                           split: np.ndarray, cap: int = 100,
-                          candidates: OwnershipCandidates | None = None) -> Verdict:
+                          candidates: OwnershipCandidates | None = None, cold: np.ndarray | None = None) -> Verdict:
     """Owners are valid user ids; no user owns more than ``cap``; no owner has the playlist
     among its val/test positives; with ``candidates``, every owner is a candidate of its
-    playlist."""
+    playlist; with ``cold`` (bool per user), no cold user owns a playlist."""
     liked_indptr = np.asarray(liked_indptr, dtype=np.int64)
     n_users = liked_indptr.size - 1
     n_playlists = owner.size
@@ -53,9 +53,11 @@ def check_ownership_valid(owner: np.ndarray, liked_indptr: np.ndarray, liked_pla
     not_candidate = 0
     if candidates is not None:
         not_candidate = int((~(candidates.users[owned] == owner[owned][:, None]).any(axis=1)).sum())
-    return _verdict(out_of_range + over_cap + held_out + not_candidate, owned_playlists=int(owned.size),
+    cold_owners = int(np.asarray(cold)[owner[owned]].sum()) if cold is not None else 0
+    return _verdict(out_of_range + over_cap + held_out + not_candidate + cold_owners, owned_playlists=int(owned.size),
                     unowned_playlists=int(n_playlists - owned.size), owners_out_of_range=out_of_range,
                     users_over_cap=over_cap, owned_held_out_positives=held_out, owners_not_candidates=not_candidate,
+                    playlists_owned_by_cold_users=cold_owners,
                     max_owned=int(counts.max(initial=0)), gini=round(ownership_gini(counts), 4))
 
 

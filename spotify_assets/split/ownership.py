@@ -117,6 +117,7 @@ def assign_ownership(
     liked_playlists: np.ndarray,
     split: np.ndarray,
     cap: int = 100,
+    cold: np.ndarray | None = None,
 ) -> Ownership:
     """Greedy playlist ownership (docs/architecture.md#ownership) on the labeler's ownership candidates.
 
@@ -127,6 +128,8 @@ def assign_ownership(
     liked_indptr, liked_playlists, split : the liked pairs and their split codes; a user
         never owns one of its val or test positives (cold users' positives included).
     cap : at most this many playlists per user.
+    cold : bool (n_users,), the cold-start users; they own nothing, so that a cold user has
+        no training interaction at all (the model sees only its songs). None = no cold users.
 
     Greedy: highest priority first (ties: lower user id, then lower playlist id); each
     playlist gets at most one owner. Computed exactly by vectorized deferred acceptance
@@ -147,10 +150,20 @@ def assign_ownership(
         raise ValueError("an ownership candidate's user id is outside the liked matrix")
     indptr = _indptr(np.bincount(cand_playlists, minlength=candidates.n_playlists))
     valid = ~_held_out_mask(cand_users, cand_playlists, liked_indptr, liked_playlists, split, candidates.n_playlists)
+    if cold is not None:
+        cold = _cold_mask(cold, n_users)
+        valid &= ~cold[cand_users]
     owner, rounds = _greedy_by_proposals(indptr, cand_users, cand_priorities, valid, n_users, cap)
     exhausted = int(((owner < 0) & candidates.full).sum()) if cap > 0 else 0
     counts = np.bincount(owner[owner >= 0], minlength=n_users).astype(np.int32)
     return Ownership(owner=owner, owned_counts=counts, exhausted=exhausted, rounds=rounds)
+
+
+def _cold_mask(cold: np.ndarray, n_users: int) -> np.ndarray:
+    cold = np.asarray(cold)
+    if cold.dtype != np.bool_ or cold.shape != (n_users,):
+        raise ValueError(f"cold must be bool ({n_users},), got {cold.dtype} {cold.shape}")
+    return cold
 
 
 def ownership_reference(
@@ -162,9 +175,11 @@ def ownership_reference(
     split: np.ndarray,
     n_playlists: int,
     cap: int = 100,
+    cold: np.ndarray | None = None,
 ) -> np.ndarray:
     """Slow reference: the plain sequential greedy over candidate pairs (e.g. all scored
-    pairs, or ``OwnershipCandidates.pairs()``). Returns owner int32 (n_playlists,)."""
+    pairs, or ``OwnershipCandidates.pairs()``), cold users skipped. Returns owner int32 (n_playlists,)."""
+    cold_users = set(np.flatnonzero(cold).tolist()) if cold is not None else set()
     held = set()
     users = _row_ids(np.asarray(liked_indptr))
     for u, j, code in zip(users.tolist(), np.asarray(liked_playlists).tolist(), np.asarray(split).tolist()):
@@ -175,7 +190,7 @@ def ownership_reference(
     owner = np.full(n_playlists, -1, dtype=np.int32)
     counts: dict[int, int] = {}
     for _, u, j in pairs:
-        if owner[j] < 0 and counts.get(u, 0) < cap and (u, j) not in held:
+        if owner[j] < 0 and counts.get(u, 0) < cap and (u, j) not in held and u not in cold_users:
             owner[j] = u
             counts[u] = counts.get(u, 0) + 1
     return owner

@@ -120,7 +120,7 @@ class OwnershipConfig(dg.Config):
     check_specs=[
         dg.AssetCheckSpec("never_owns_held_out_positive", asset="playlist_ownership", blocking=True,
                           description="No owner has the playlist among their val/test positives; cap respected; "
-                          "every owner is one of the playlist's candidates."),
+                          "every owner is one of the playlist's candidates; no cold user owns a playlist."),
         dg.AssetCheckSpec("candidates_not_exhausted", asset="playlist_ownership",
                           description="No playlist ran out of ownership candidates (then the result equals the "
                           "greedy over all scored pairs); otherwise raise ownership_k."),
@@ -130,18 +130,21 @@ def playlist_ownership(context: dg.AssetExecutionContext, config: OwnershipConfi
                        ) -> dg.MaterializeResult:
     """Owner per playlist (-1 = none): greedy by priority score/sqrt(s) over all scored pairs
     (the labeler's top candidates per playlist), at most ``cap`` playlists per user, never a
-    playlist that is one of the owner's val/test positives."""
+    playlist that is one of the owner's val/test positives, and nothing for a cold user (it
+    stays without any training interaction)."""
     try:
         labels = artifacts.read(LABELS, "liked_indptr", "liked_playlists", "ownership_users", "ownership_priorities")
     except KeyError as missing:
         raise dg.Failure("liked_playlists has no ownership candidates: rematerialize it with ownership_k > 0") \
             from missing
-    split = artifacts.read(SPLITS, "split")["split"]
+    splits = artifacts.read(SPLITS, "split", "cold")
+    split, cold = splits["split"], splits["cold"]
     candidates = OwnershipCandidates.from_arrays(labels["ownership_users"], labels["ownership_priorities"])
-    result = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], split, config.cap)
+    result = assign_ownership(candidates, labels["liked_indptr"], labels["liked_playlists"], split, config.cap,
+                              cold=cold)
     path = artifacts.write(OWNERSHIP, owner=result.owner, owned_counts=result.owned_counts)
     verdict = check_ownership_valid(result.owner, labels["liked_indptr"], labels["liked_playlists"], split,
-                                    config.cap, candidates)
+                                    config.cap, candidates, cold=cold)
     owners = result.owned_counts[result.owned_counts > 0]
     return dg.MaterializeResult(
         metadata={
