@@ -19,7 +19,7 @@ from spotify_assets.split.checks import (
 from spotify_assets.split.ownership import assign_ownership, ownership_gini, ownership_reference
 from spotify_assets.split.reference import eval_batches_reference, triplets_reference
 from spotify_assets.split.sampling import EvalBatch, sample_eval_batches, sample_triplets, usable_hard_pools
-from spotify_assets.split.users import TEST, TRAIN, VAL, downscale_users, split_sizes, split_users
+from spotify_assets.split.users import TEST, TRAIN, VAL, split_sizes, split_users
 
 N_USERS, N_PLAYLISTS = 400, 600
 
@@ -285,17 +285,6 @@ def test_eval_batch_check_catches_bad_rows(prepared) -> None:
     verdict = check_eval_batches_valid(broken, labels.liked_indptr, labels.liked_playlists, splits.split, VAL,
                                        own.owner, N_PLAYLISTS)
     assert not verdict.passed and verdict.failures == 2
-
-
-def test_downscale_users() -> None:
-    np.testing.assert_array_equal(downscale_users(7, 1.0, seed=3), np.arange(7))
-    kept = downscale_users(1000, 0.25, seed=3)
-    assert kept.size == 250 and np.all(np.diff(kept) > 0) and kept.dtype == np.int64
-    assert np.array_equal(kept, downscale_users(1000, 0.25, seed=3))
-    assert not np.array_equal(kept, downscale_users(1000, 0.25, seed=4))
-    assert downscale_users(10, 0.01, seed=0).size == 1 and downscale_users(0, 0.5, seed=0).size == 0
-    with pytest.raises(ValueError):
-        downscale_users(10, 0.0, seed=0)
 
 
 def _edge_case_inputs(seed: int):

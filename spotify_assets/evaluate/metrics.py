@@ -5,8 +5,9 @@ Two families, one tie rule:
 * **Sampled** (MRR, Hit@k): a score matrix ``(B, 1 + n_neg)`` whose column 0 is the held-out
   positive and the other columns its sampled negatives (an :class:`EvalBatch`).
 * **Full ranking** (Recall@K, NDCG@K): every playlist is ranked except the user's excluded
-  ones (train positives and owned playlists), block by block over users from a scoring
-  callback, so memory is bounded by ``block_size x n_playlists``.
+  ones (the training interactions: train likes, feedback likes, owned playlists; for the test
+  task also the validation positives, see :mod:`spotify_assets.evaluate.tasks`), block by
+  block over users from a scoring callback, so memory is bounded by ``block_size x n_playlists``.
 
 Ties
 ----
@@ -266,7 +267,8 @@ def full_ranking_per_user(
         float64 (no precision lost to ties).
     users : int64 (n,) users to evaluate; users with no relevant playlist are skipped.
     relevant : (n_users, n_playlists) CSR, non-zero = held-out positive.
-    excluded : (n_users, n_playlists) CSR, non-zero = never ranked (train positives, owned).
+    excluded : (n_users, n_playlists) CSR, non-zero = never ranked (the training interactions,
+        and for a test task the validation positives).
         A relevant playlist that is also excluded is a leak: ValueError.
     ks : Recall cutoffs. Recall@K = hits in the top K / min(K, |relevant|), so a perfect
         ranking scores 1 even when K < |relevant| (K beyond the candidates is allowed).

@@ -120,15 +120,6 @@ def evaluate_full(scorer: Scorer | Callable[[np.ndarray], np.ndarray], task: Ran
     return {segment: average_per_user(per_user, mask) for segment, mask in task.segments.items()}
 
 
-def validation_score(metrics: dict[str, float]) -> float:
-    """The one number selection maximizes: validation Recall@10, with NDCG@10 as a tie-breaker
-    (NaN-safe: a model with no validation users scores -inf)."""
-    recall, ndcg = metrics.get("recall@10", np.nan), metrics.get("ndcg@10", np.nan)
-    if not np.isfinite(recall):
-        return -np.inf
-    return float(recall) + 1e-6 * float(ndcg if np.isfinite(ndcg) else 0.0)
-
-
 def _chunked(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], chunk: int = 4096):
     def run(users: np.ndarray, cands: np.ndarray) -> np.ndarray:
         parts = [fn(users[i : i + chunk], cands[i : i + chunk]) for i in range(0, users.size, chunk)]

@@ -28,7 +28,6 @@ from spotify_assets.split.users import (  # noqa: F401
     TRAIN,
     UserSplits,
     VAL,
-    downscale_users,
     liked_keys,
     pairs_matrix,
     split_pairs,

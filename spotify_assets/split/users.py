@@ -10,25 +10,7 @@ from spotify_assets.split.common import _SPLIT_BLOCK_PAIRS, _rng, _round_half_up
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
-_STREAM_SPLIT, _STREAM_COLD, _STREAM_TRIPLETS, _STREAM_EVAL, _STREAM_DOWNSCALE = 11, 12, 13, 14, 15
-
-
-# --------------------------------------------------------------------------------------
-# user sampling
-# --------------------------------------------------------------------------------------
-
-
-def downscale_users(n_users: int, share: float, seed: int) -> np.ndarray:
-    """Sorted int64 ids of a seeded uniform sample of ``round(share · n_users)`` users
-    (at least one when ``share > 0`` and there are users). ``share = 1`` keeps all."""
-    if not 0.0 < share <= 1.0:
-        raise ValueError("share must be in (0, 1]")
-    if n_users < 0:
-        raise ValueError("n_users must be non-negative")
-    if share == 1.0:
-        return np.arange(n_users, dtype=np.int64)
-    n_keep = min(n_users, max(1, int(_round_half_up(np.array(share * n_users))))) if n_users else 0
-    return np.sort(_rng(seed, _STREAM_DOWNSCALE).choice(n_users, size=n_keep, replace=False)).astype(np.int64)
+_STREAM_SPLIT, _STREAM_COLD, _STREAM_TRIPLETS, _STREAM_EVAL = 11, 12, 13, 14  # 15 was the user downscale stream
 
 
 # --------------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ from spotify_assets.label.scores import score_pairs
 
 
 def popularity_scores(train_positives: sp.csr_matrix) -> np.ndarray:
-    """float32 (n_playlists,): the number of users who like each playlist in train.
+    """float32 (n_playlists,): the number of users with each playlist among their training
+    interactions.
 
-    train_positives : (n_users, n_playlists) CSR, non-zero = liked in train (values ignored).
+    train_positives : (n_users, n_playlists) CSR, non-zero = a training interaction (train
+        like, feedback like or owned playlist; values ignored).
     Equal counts are real ties (see the tie rules in :mod:`spotify_assets.evaluate.metrics`).
     """
     train_positives = sp.csr_matrix(train_positives)

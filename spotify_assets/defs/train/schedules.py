@@ -11,7 +11,8 @@ from spotify_assets.defs.jobs import train_job
     job=train_job,
     cron_schedule="0 3 * * *",  # 03:00 every day
     execution_timezone="UTC",
-    description="Retrain BPR (with its sweep), KNN, ALS and popularity at 03:00 UTC and rebuild the leaderboard, "
+    description="Retrain every model of train_job (BPR with its sweep, KNN, ALS, popularity, the song ranker) at "
+    "03:00 UTC and rebuild the leaderboard, "
     "unless a run is in flight or every model is already newer than its inputs (automation rebuilt them).",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
