@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.contract import FEEDBACK_POSITIVES, LABELS, OWNERSHIP, SPLITS
+from spotify_assets.contract import FEEDBACK_POSITIVES, LABELS, OWNERSHIP, SPLITS, deps
 from spotify_assets.defs.metadata import markdown_table
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore
 from spotify_assets.feedback import training_pairs
@@ -18,7 +18,7 @@ FEEDBACK_GROUP = "feedback"
 @dg.asset(
     group_name=FEEDBACK_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"sqlite", "numpy"},
-    deps=["user_splits", "playlist_ownership", "user_dictionary", "playlist_dictionary"],
+    deps=[*deps(LABELS, SPLITS, OWNERSHIP), "user_dictionary", "playlist_dictionary"],
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
     check_specs=[dg.AssetCheckSpec("feedback_never_leaks_held_out", asset="feedback_positives", blocking=True,
