@@ -139,7 +139,10 @@ def test_daemon_loads_new_slices_once_and_rebuilds_downstream_in_one_chain(
             assert max_in_flight == 1
             assert len(chains) == 1, [(r.run_id, sorted(k.to_user_string() for k in r.asset_selection or ())) for r in chains]
             chain = chains[0]
-            assert chain.status == dg.DagsterRunStatus.SUCCESS
+            failures = [(e.step_key, e.dagster_event.event_specific_data.error.to_string()[-1500:])
+                        for e in instance.all_logs(chain.run_id)
+                        if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"]
+            assert chain.status == dg.DagsterRunStatus.SUCCESS, failures
             checks = [e.dagster_event.event_specific_data for e in instance.all_logs(chain.run_id)
                       if e.dagster_event is not None and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
             assert checks and all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)

@@ -413,6 +413,11 @@ def test_similar_tracks_exact_and_annoy_agree(tmp_path) -> None:
     np.testing.assert_allclose(a_sims, sims, atol=1e-4)
     with pytest.raises(ValueError):
         similar_tracks(emb, np.array([1]), k=5)  # odd ids have no embedding
+    # an index built from older embeddings (another item count) is not used: exact, saying why
+    grown = type(emb)(np.vstack([emb.vectors, emb.vectors[:1]]), np.r_[emb.track_ids, emb.track_ids.max() + 2])
+    g_ids, _, g_method = similar_tracks(grown, np.array([0, 10]), k=5, index_path=tmp_path / "track_index.ann")
+    assert g_method.startswith("exact (the index holds 60 items, the embeddings 61")
+    assert g_ids.shape == (2, 5)
 
 
 def test_embeddings_valid_catches_broken_artifacts() -> None:

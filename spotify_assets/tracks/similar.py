@@ -92,6 +92,22 @@ def _annoy(index_path: Path, embeddings: TrackEmbeddings, rows: np.ndarray, k: i
     return neighbors, sims
 
 
+def _stale_index(index_path: Path, embeddings: TrackEmbeddings) -> str | None:
+    """Why the index at ``index_path`` does not match ``embeddings`` (None: it does)."""
+    from annoy import AnnoyIndex
+
+    index = AnnoyIndex(embeddings.vectors.shape[1], "angular")
+    try:
+        index.load(str(index_path))
+    except OSError as exc:
+        return f"the index could not be read: {exc}"
+    n_items = index.get_n_items()
+    index.unload()
+    if n_items != embeddings.vectors.shape[0]:
+        return f"the index holds {n_items} items, the embeddings {embeddings.vectors.shape[0]}: rebuild track_index"
+    return None
+
+
 def similar_tracks(embeddings: TrackEmbeddings, track_ids: np.ndarray, k: int = 10,
                    index_path: Path | str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """The ``k`` nearest embedded tracks of each query track by cosine.
@@ -99,23 +115,25 @@ def similar_tracks(embeddings: TrackEmbeddings, track_ids: np.ndarray, k: int = 
     Parameters
     ----------
     track_ids : int (q,) query track ids; each must have an embedding (ValueError otherwise).
-    index_path : an Annoy index over the same rows; used when the file exists (approximate),
-        exact brute force otherwise.
+    index_path : an Annoy index over the same rows; used when the file exists and holds one
+        item per embedding (approximate), exact brute force otherwise (an index built from
+        older embeddings, before ``track_index`` is rebuilt, is not used).
 
     Returns
     -------
     neighbor_ids : int64 (q, k) track ids (-1 = fewer neighbours exist); cosines : float64
-    (q, k); method : "annoy" or "exact".
+    (q, k); method : "annoy", "exact", or "exact (<why the index was not used>)".
     """
     rows = embeddings.rows(np.atleast_1d(track_ids))
     if (rows < 0).any():
         missing = np.atleast_1d(track_ids)[rows < 0]
         raise ValueError(f"tracks {missing.tolist()} have no embedding (below the minimum count)")
-    if index_path is not None and Path(index_path).exists():
+    stale = _stale_index(Path(index_path), embeddings) if index_path is not None and Path(index_path).exists() else None
+    if index_path is not None and Path(index_path).exists() and stale is None:
         neighbors, sims, method = *_annoy(Path(index_path), embeddings, rows, k), "annoy"
     else:
         neighbors, sims = _exact(embeddings, rows, k)
-        method = "exact"
+        method = "exact" if stale is None else f"exact ({stale})"
         if neighbors.shape[1] < k:
             neighbors = np.pad(neighbors, ((0, 0), (0, k - neighbors.shape[1])), constant_values=-1)
             sims = np.pad(sims.astype(np.float64), ((0, 0), (0, k - sims.shape[1])), constant_values=np.nan)

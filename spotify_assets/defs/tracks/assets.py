@@ -245,7 +245,7 @@ class SimilarTracksConfig(dg.Config):
 
 
 @dg.asset(name="similar_tracks", group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS,
-          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_dictionary"], op_tags=DUCKDB_OP_TAGS,
+          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_index", "track_dictionary"], op_tags=DUCKDB_OP_TAGS,
           pool=DUCKDB_POOL)
 def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTracksConfig, warehouse: DuckDBWarehouse,
                          artifacts: ArtifactStore) -> dg.MaterializeResult:
