@@ -335,3 +335,22 @@ def test_bad_input_rejected(data: Planted, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="every playlist"):
         train_bpr(full, CONFIG, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_training_reports_progress_per_validation(tmp_path) -> None:
+    """A long fit says how it goes: one line per validation with the epoch and Recall@10."""
+    n_users, n_playlists = 40, 30
+    rng = np.random.default_rng(0)
+    interactions = sp.random(n_users, n_playlists, density=0.2, format="csr", random_state=rng)
+    interactions.data[:] = 1
+    held = sp.random(n_users, n_playlists, density=0.05, format="csr", random_state=rng)
+    relevant = (held - held.multiply(interactions)).tocsr()
+    relevant.eliminate_zeros()
+    relevant.data[:] = 1
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    task = RankingTask("val", users, relevant, interactions, {"all": np.ones(users.size, bool)})
+    lines: list[str] = []
+    config = BPRConfig(dim=8, max_epochs=4, val_every=2, patience=5, seed=0)
+    train_bpr(interactions, config, tmp_path / "bpr.pt", validation=task, accelerator="cpu", progress=lines.append)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("bpr: epoch 2/4, validation recall@10 ") and lines[1].startswith("bpr: epoch 4/4")

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,7 @@ from torch import nn
 from spotify_assets.atomic import atomic_write
 from spotify_assets.evaluate.tasks import RankingTask
 from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
+from spotify_assets.train.progress import ProgressLog
 from spotify_assets.train.negatives import (
     NEGATIVE_MODES,
     InteractionSet,
@@ -688,6 +689,7 @@ def train_bpr(
     accelerator: str = "auto",
     triplets: np.ndarray | torch.Tensor | None = None,
     val_block_users: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BPRResult:
     """Train BPR; early-stop on validation Recall@10; write the best weights to ``checkpoint``.
 
@@ -704,6 +706,8 @@ def train_bpr(
     triplets : int (N, 3) fixed triplets, required by (and only used with)
         ``negatives="seed_leaky"``.
     val_block_users : users scored per validation step (default: ~4M scores per block).
+    progress : called with one line per validation (epoch, Recall@10, seconds), e.g. an
+        asset's ``context.log.info``.
 
     Returns
     -------
@@ -733,6 +737,8 @@ def train_bpr(
                        validation=validation)
     saver = BestWeightsCheckpoint(checkpoint)
     callbacks: list[pl.Callback] = [saver]
+    if progress is not None:
+        callbacks.append(ProgressLog(progress, "bpr"))
     val_loader = None
     if validation is not None:
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_recall@10", mode="max", patience=config.patience))

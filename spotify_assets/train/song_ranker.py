@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -39,6 +39,7 @@ from torch import nn
 from spotify_assets.evaluate.tasks import RankingTask
 from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
 from spotify_assets.train.negatives import InteractionSet, epoch_rng
+from spotify_assets.train.progress import ProgressLog
 from spotify_assets.train.song_scoring import FEATURES, SongRanker, SongSignals
 
 _STREAM_RANKER = 0x5A9
@@ -246,7 +247,8 @@ def _feature_stats(signals: SongSignals, users: np.ndarray, sample_users: int, s
 
 
 def train_song_ranker(signals: SongSignals, config: SongRankerConfig, validation: RankingTask | None = None,
-                      accelerator: str = "auto", val_block_users: int = 512) -> SongRankerResult:
+                      accelerator: str = "auto", val_block_users: int = 512,
+                      progress: Callable[[str], None] | None = None) -> SongRankerResult:
     """Train the ranker on the training interactions in ``signals``; keep the weights of the
     best validation Recall@10 (the last epoch's without validation).
 
@@ -270,6 +272,8 @@ def train_song_ranker(signals: SongSignals, config: SongRankerConfig, validation
     module.net.feature_std.copy_(torch.from_numpy(std))
     keeper = _KeepBest()
     callbacks: list[pl.Callback] = [keeper]
+    if progress is not None:  # one line per validation: epoch, Recall@10, seconds
+        callbacks.append(ProgressLog(progress, "song ranker", every=1))
     val_loader = None
     if module.validation is not None:
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_recall@10", mode="max", patience=config.patience))

@@ -201,9 +201,10 @@ def _seed_triplets(artifacts: ArtifactStore, n_playlists: int, seed: int) -> np.
 
 
 def _train(artifacts: ArtifactStore, interactions, config: BPRConfig, path, validation: RankingTask,
-           accelerator: str) -> BPRResult:
+           accelerator: str, progress=None) -> BPRResult:
     triplets = _seed_triplets(artifacts, interactions.shape[1], config.seed) if not config.leak_free else None
-    return train_bpr(interactions, config, path, validation=validation, accelerator=accelerator, triplets=triplets)
+    return train_bpr(interactions, config, path, validation=validation, accelerator=accelerator, triplets=triplets,
+                     progress=progress)
 
 
 def _history_table(history: list[dict]) -> str:
@@ -227,8 +228,9 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
         name = f"bpr-sweep-d{dim}-lr{lr}-reg{reg}-init{init_std}"
         piece = f"{name}.pt"
         with tracker.run(name, asdict(trial_config), group="bpr_sweep") as run:
+            context.log.info(f"sweep trial {number + 1}/{len(grid)}: {name}")
             result = _train(artifacts, interactions, trial_config, artifacts.file(BPR_SWEEP_TRIALS, piece), validation,
-                            config.accelerator)
+                            config.accelerator, progress=context.log.info)
             artifacts.publish(*BPR_SWEEP_TRIALS.piece(piece))
             for row in result.history:
                 run.log(row)
@@ -294,7 +296,7 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
         validation = _validation(artifacts, config, settings, interactions)
         with tracker.run("bpr_model", asdict(bpr_config), group="bpr_model") as run:
             result = _train(artifacts, interactions, bpr_config, artifacts.file(BPR_CHECKPOINT), validation,
-                            config.accelerator)
+                            config.accelerator, progress=context.log.info)
             for row in result.history:
                 run.log(row)
             run.summary(best_val_recall=result.best_val_recall, triplets_per_second=result.triplets_per_second)
@@ -467,7 +469,8 @@ def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingCon
                                      negatives_per_positive=config.negatives_per_positive,
                                      users_per_batch=config.users_per_batch, max_epochs=config.max_epochs,
                                      patience=config.patience, seed=settings.seed)
-    result = train_song_ranker(signals, ranker_config, validation, accelerator=config.accelerator)
+    result = train_song_ranker(signals, ranker_config, validation, accelerator=config.accelerator,
+                               progress=context.log.info)
     path = artifacts.write(SONG_RANKER, **result.weights)
     write_summary(artifacts, "song_ranker", result.train_seconds, val_recall=result.best_val_recall,
                   config=asdict(ranker_config))
