@@ -72,14 +72,23 @@ def _exact(embeddings: TrackEmbeddings, rows: np.ndarray, k: int) -> tuple[np.nd
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1)
 
 
-def _annoy(index_path: Path, embeddings: TrackEmbeddings, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from annoy import AnnoyIndex
+def _open_index(index_path: Path, embeddings: TrackEmbeddings):
+    """The Annoy index at ``index_path`` when it matches ``embeddings`` (one item per row),
+    else None, with the reason it was not used (None: it is used)."""
+    from spotify_assets.serving.index import load_annoy
 
-    index = AnnoyIndex(embeddings.vectors.shape[1], "angular")
-    index.load(str(index_path))
-    if index.get_n_items() != embeddings.vectors.shape[0]:
-        raise ValueError(f"{index_path} holds {index.get_n_items()} items but the embeddings have "
-                         f"{embeddings.vectors.shape[0]} rows: rebuild the index")
+    try:
+        index = load_annoy(index_path, embeddings.vectors.shape[1], "angular")
+    except OSError as exc:
+        return None, f"the index could not be read: {exc}"
+    n_items = index.get_n_items()
+    if n_items != embeddings.vectors.shape[0]:
+        index.unload()
+        return None, f"the index holds {n_items} items, the embeddings {embeddings.vectors.shape[0]}: rebuild track_index"
+    return index, None
+
+
+def _annoy(index, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     neighbors = np.full((rows.size, k), -1, np.int64)
     sims = np.full((rows.size, k), np.nan)
     for i, row in enumerate(rows.tolist()):
@@ -90,22 +99,6 @@ def _annoy(index_path: Path, embeddings: TrackEmbeddings, rows: np.ndarray, k: i
             # angular distance d = sqrt(2 - 2 cos) for unit vectors
             sims[i, :len(pairs)] = [1.0 - p[1] ** 2 / 2.0 for p in pairs]
     return neighbors, sims
-
-
-def _stale_index(index_path: Path, embeddings: TrackEmbeddings) -> str | None:
-    """Why the index at ``index_path`` does not match ``embeddings`` (None: it does)."""
-    from annoy import AnnoyIndex
-
-    index = AnnoyIndex(embeddings.vectors.shape[1], "angular")
-    try:
-        index.load(str(index_path))
-    except OSError as exc:
-        return f"the index could not be read: {exc}"
-    n_items = index.get_n_items()
-    index.unload()
-    if n_items != embeddings.vectors.shape[0]:
-        return f"the index holds {n_items} items, the embeddings {embeddings.vectors.shape[0]}: rebuild track_index"
-    return None
 
 
 def similar_tracks(embeddings: TrackEmbeddings, track_ids: np.ndarray, k: int = 10,
@@ -128,9 +121,10 @@ def similar_tracks(embeddings: TrackEmbeddings, track_ids: np.ndarray, k: int = 
     if (rows < 0).any():
         missing = np.atleast_1d(track_ids)[rows < 0]
         raise ValueError(f"tracks {missing.tolist()} have no embedding (below the minimum count)")
-    stale = _stale_index(Path(index_path), embeddings) if index_path is not None and Path(index_path).exists() else None
-    if index_path is not None and Path(index_path).exists() and stale is None:
-        neighbors, sims, method = *_annoy(Path(index_path), embeddings, rows, k), "annoy"
+    index, stale = (_open_index(Path(index_path), embeddings) if index_path is not None and Path(index_path).exists()
+                    else (None, None))
+    if index is not None:
+        neighbors, sims, method = *_annoy(index, rows, k), "annoy"
     else:
         neighbors, sims = _exact(embeddings, rows, k)
         method = "exact" if stale is None else f"exact ({stale})"
