@@ -109,3 +109,20 @@ def test_training_interactions_do_not_change_when_the_held_out_labels_do(chain, 
     result = run_chain(run_dir, assets=[training_interactions])
     assert result.success
     assert (run_dir / "artifacts" / "split" / "training_interactions.npz").read_bytes() == before
+
+
+def test_count_check_follows_the_configured_liked_share(chain, tmp_path: Path) -> None:
+    """Labelled with liked_share 0.05, the blocking count check holds the counts to 0.05 (it
+    used to compare them with the default 0.015 and block every run that changed the share)."""
+    data_dir, _ = chain
+    run_dir = tmp_path / "data"
+    shutil.copytree(data_dir, run_dir)
+    share = {"ops": {"liked_playlists": {"ops": {"plan_label_shards": {"config": {"liked_share": 0.05}}}}}}
+    result = run_chain(run_dir, run_config=share, assets=[liked_playlists, user_splits], raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert all(e.passed for e in evaluations.values()), {n: e.description for n, e in evaluations.items()}
+    assert result.success
+    assert evaluations["liked_counts_match_formula"].metadata["liked_share"].value == 0.05
+    labels = np.load(run_dir / "artifacts" / "label" / "labels.npz")
+    default = np.load(data_dir / "artifacts" / "label" / "labels.npz")
+    assert np.diff(labels["liked_indptr"]).sum() > np.diff(default["liked_indptr"]).sum()

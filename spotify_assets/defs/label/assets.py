@@ -15,7 +15,7 @@ import numpy as np
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.label.driver import block_ranges, label_users
 from spotify_assets.label.labels import merge_label_files, merge_labels
-from spotify_assets.label.scores import exploration_coefficients
+from spotify_assets.label.scores import LIKED_SHARE, exploration_coefficients
 from spotify_assets.label.torch_kernel import resolve_device
 from spotify_assets.contract import EXPLORATION, LABEL_SHARDS, LABELS, PLAYLIST_SONG, SONG_COUNTS, USER_SONG, deps
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb
@@ -135,7 +135,8 @@ def label_shard(context: dg.OpExecutionContext, shard: dict, artifacts: Artifact
     artifacts.write(LABEL_SHARDS, piece=piece, **labels.arrays(include_optional=True))
     # the piece's name, not a local path: the merge may run on another machine
     return {"start": start, "stop": stop, "piece": piece, "scored_pairs": labels.scored_pairs,
-            "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb()}
+            "seconds": time.perf_counter() - started, "device": device, "peak_rss_mb": peak_rss_mb(),
+            "liked_share": float(shard["liked_share"])}
 
 
 @dg.op(out=dg.Out(dict, io_manager_key="json_io_manager"))
@@ -164,10 +165,13 @@ def _merge_shards(shards: list[dict], artifacts: ArtifactStore):
          "M pairs/s": round(s["scored_pairs"] / max(s["seconds"], 1e-9) / 1e6, 2),
          "peak RSS MB": s.get("peak_rss_mb", 0.0), "device": s.get("device", "")} for s in shards
     ])
+    # user_splits' blocking count check reads the share from here: labels.npz does not carry it
+    liked_share = next((float(s["liked_share"]) for s in shards if "liked_share" in s), LIKED_SHARE)
     yield dg.Output(
         {"path": str(path)},
         metadata={
             "path": dg.MetadataValue.path(str(path)),
+            "liked_share": liked_share,
             "users": summary["users"],
             "users_with_liked": summary["users_with_liked"],
             "liked_pairs": summary["liked_pairs"],

@@ -26,7 +26,7 @@ from spotify_assets.contract import (
 )
 from spotify_assets.evaluate.tasks import RankingTask, ranking_tasks
 from spotify_assets.label.ownership import OwnershipCandidates
-from spotify_assets.label.scores import liked_counts
+from spotify_assets.label.scores import LIKED_SHARE, liked_counts
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb
 from spotify_assets.resources import ArtifactStore, PipelineSettings
 from spotify_assets.feedback import load_feedback_positives
@@ -47,6 +47,15 @@ def _check(name: str, asset: str, passed: bool, description: str, **metadata) ->
                                metadata=metadata)
 
 
+def labelled_liked_share(instance: dg.DagsterInstance) -> float:
+    """The ``liked_share`` the latest ``liked_playlists`` materialization labelled with (its
+    metadata), or the default for a materialization older than that record."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(LABELS.asset))
+    materialization = event.asset_materialization if event is not None else None
+    recorded = materialization.metadata.get("liked_share") if materialization is not None else None
+    return float(recorded.value) if recorded is not None else LIKED_SHARE
+
+
 class SplitConfig(dg.Config):
     cold_share: float = Field(default=0.05, ge=0, lt=1)
     """Share of users whose positives are all held out (the cold-start segment)."""
@@ -60,7 +69,8 @@ class SplitConfig(dg.Config):
     deps=deps(LABELS, SONG_COUNTS),
     check_specs=[
         dg.AssetCheckSpec("liked_counts_match_formula", asset="user_splits", blocking=True,
-                          description="Each user has max(1, ceil(0.015 n)) liked playlists (0 when n = 0)."),
+                          description="Each user has max(1, ceil(liked_share n)) liked playlists (0 when n = 0), "
+                          "with the liked_share liked_playlists was labelled with."),
         dg.AssetCheckSpec("scores_finite_positive", asset="user_splits", blocking=True,
                           description="Every liked score is finite and > 0; playlist ids are in range."),
         dg.AssetCheckSpec("no_pair_in_two_splits", asset="user_splits", blocking=True,
@@ -79,7 +89,8 @@ def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifact
     users = np.repeat(np.arange(labels["n_scored"].size), np.diff(labels["liked_indptr"]))
     counts = np.bincount(result.split, minlength=3) if result.split.size else np.zeros(3, int)
     n_liked = np.diff(labels["liked_indptr"])
-    formula_ok = np.array_equal(n_liked, liked_counts(labels["n_scored"]))
+    liked_share = labelled_liked_share(context.instance)
+    formula_ok = np.array_equal(n_liked, liked_counts(labels["n_scored"], liked_share))
     scores = labels["liked_scores"]
     scores_ok = bool(np.all(np.isfinite(scores)) and np.all(scores > 0)
                      and (labels["liked_playlists"].size == 0 or labels["liked_playlists"].max() < n_playlists))
@@ -100,7 +111,8 @@ def user_splits(context: dg.AssetExecutionContext, config: SplitConfig, artifact
         },
         check_results=[
             _check("liked_counts_match_formula", "user_splits", formula_ok,
-                   "liked counts follow the formula" if formula_ok else "liked counts differ from the formula"),
+                   ("liked counts follow" if formula_ok else "liked counts differ from")
+                   + f" max(1, ceil({liked_share:g} n))", liked_share=liked_share),
             _check("scores_finite_positive", "user_splits", scores_ok, f"{scores.size} liked scores checked",
                    min_score=float(scores.min()) if scores.size else 0.0),
             _check("no_pair_in_two_splits", "user_splits", overlap_ok, f"{duplicates} duplicated pairs"),
