@@ -32,21 +32,21 @@ from spotify_assets.label.scores import HARD_SHARE, LIKED_SHARE
 
 
 def run_in_chunks(order: np.ndarray, budget_s: float, work: Callable[[np.ndarray], int],
-                  first_chunk: int | None = None, after: Callable[[np.ndarray], None] | None = None) -> NaiveRun:
+                  first_chunk: int | None = None) -> NaiveRun:
     """Call ``work(ids)`` on consecutive chunks of ``order`` (int64 (n,), e.g. a seeded
     permutation of user ids) until every id is done or ``budget_s`` seconds of timed work
-    have passed.
+    have passed (checked between chunks).
 
-    The first chunk has ``first_chunk`` ids (default ``ceil(n / 64)``); each next one is
-    twice the previous, but no larger than the ids the measured rate would finish in the
-    budget left (at least ``first_chunk``). ``work`` returns the units it processed and is
-    the only timed part; ``after(ids)`` (the agreement checks) runs untimed after each chunk.
+    The first chunk has ``first_chunk`` ids (default ``ceil(n / 16)``, so a whole input
+    takes five chunks); each next one is twice the previous, but no larger than the ids the
+    measured rate would finish in the budget left (and at least ``first_chunk``). ``work``
+    returns the units it processed; its calls are the only timed part.
 
     Returns units / items (ids) done, the timed seconds and whether every id was done.
     """
     order = np.asarray(order, dtype=np.int64)
     n = int(order.size)
-    first = max(1, int(first_chunk) if first_chunk else -(-n // 64))
+    first = max(1, int(first_chunk) if first_chunk else -(-n // 16))
     units = done = 0
     seconds = 0.0
     size = first
@@ -56,8 +56,6 @@ def run_in_chunks(order: np.ndarray, budget_s: float, work: Callable[[np.ndarray
         units += int(work(ids))
         seconds += time.perf_counter() - started
         done += ids.size
-        if after is not None:
-            after(ids)
         left = budget_s - seconds
         if left <= 0:
             break
