@@ -73,7 +73,7 @@ def ingest_pandas(slices: Sequence[Path], database: Path, budget_s: float) -> Na
 
     database.unlink(missing_ok=True)
     con = duckdb.connect(str(database))
-    duckdb_threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    duckdb_threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     budget = _Budget(budget_s)
     rows = bytes_read = done = 0
     try:

@@ -213,7 +213,7 @@ def label_duckdb_sql(user_song: sp.csr_matrix, playlist_song: sp.csr_matrix, e: 
 
         run = run_in_chunks(users, budget_s, work)
         run.extra.update(labels=_sql_labels(parts, user_song.shape[0]), setup_seconds=round(setup_seconds, 3),
-                         duckdb_threads=int(con.execute("SELECT current_setting('threads')").fetchone()[0]),
+                         duckdb_threads=int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]),
                          chunks=len(parts))
         return run
     finally:

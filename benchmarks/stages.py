@@ -213,7 +213,7 @@ def _set_torch_threads(ctx: StageContext) -> None:
 
 def _duckdb_threads(con) -> int:
     """DuckDB's ``threads`` setting of connection ``con`` (its pool size for one query)."""
-    return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
 
 
 def _blas_threads() -> int:
