@@ -45,16 +45,23 @@ stages (in pipeline order)
 measurement
   Every (stage, method) runs in its own subprocess; seconds are the kernel's wall time,
   peak RSS is the child's ru_maxrss (os.wait4), device is where it ran. Rates are input
-  units per second (track rows, scored pairs, triplets, negatives, queries...).
+  units per second (track rows, scored pairs, triplets, negatives, queries...). Every row
+  also records cpu (model and vector flags), processes (e.g. label's forked shards) and
+  threads (DuckDB, torch, implicit or BLAS threads; threads_detail says which).
 
 naive methods and peers (same data, same run)
   ingest     json.load + pandas.json_normalize per slice, DataFrames inserted into DuckDB
-  label      per-user dict of overlaps and one Python score per overlapping pair
+  label      per-user dict of overlaps and one Python score per overlapping pair; peer:
+             DuckDB SQL (join on song, count per pair, the kernel's score, row_number()
+             top ranks per user) on label_shards threads, checked against ours
+             (liked_agreement, hard_pool_agreement, scored_pairs_agreement = 1.0)
   triplets   per-user Python loop, sets, random.Random rejection sampling
   eval       per-row Python loop, random.sample + rejection
   bpr        per-sample torch Dataset + DataLoader + autograd SGD; peer: implicit BPR
              (same factors, same train positives, ~same number of samples)
-  knn        one query at a time (sparse row x all users, argpartition)
+  knn        one query at a time (sparse row x all users, argpartition); peer: sklearn
+             NearestNeighbors(metric="cosine", algorithm="brute"), same k, one thread,
+             checked against ours (similarity_agreement, neighbor_agreement = 1.0)
   ann        exact blocked matmul vs Annoy vs hnswlib at the smallest search_k / ef
              reaching recall@10 >= 0.95, one query at a time, one thread, over
              BPR-sized embeddings: --ann-embeddings clustered (default; seeded, with
@@ -62,7 +69,7 @@ naive methods and peers (same data, same run)
   threads    --threads N sets torch's and implicit's thread count (0 = library
              defaults, all cores); on a shared, oversubscribed machine 1 thread avoids
              OpenMP spin-waiting (measured: 16x slower BPR with 2 threads under load)
-  A naive method stops after --naive-budget seconds (default per scale:
+  A naive method, and the DuckDB and sklearn peers, stop after --naive-budget seconds (default per scale:
   {', '.join(f'{k} {v:g}s' for k, v in DEFAULT_NAIVE_BUDGET.items())}) and its time for the whole
   input is extrapolated linearly ("extrapolated from N rows" in the table).
 
@@ -104,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--naive-budget", type=float, default=None,
                         help="seconds each naive method may run before it is extrapolated (default per scale)")
     runner.add_argument("--no-naive", action="store_true", help="skip the naive methods")
-    runner.add_argument("--no-peers", action="store_true", help="skip library peers (implicit BPR, hnswlib)")
+    runner.add_argument("--no-peers", action="store_true",
+                        help="skip library peers (DuckDB SQL labels, sklearn KNN, implicit BPR, hnswlib)")
     runner.add_argument("--child-timeout", type=float, default=3 * 3600.0,
                         help="kill a method's subprocess after this many seconds (default 3 h)")
     for name, spec in DEFAULT_OPTIONS.items():

@@ -70,7 +70,8 @@ class Log:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for package in ("numpy", "scipy", "duckdb", "torch", "pytorch-lightning", "implicit", "annoy", "hnswlib"):
+    for package in ("numpy", "scipy", "duckdb", "torch", "pytorch-lightning", "implicit", "annoy", "hnswlib",
+                    "scikit-learn", "pyarrow"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -233,7 +234,7 @@ def run_child(settings: RunSettings, stage: str, method: str, raw: Path, work: P
     if proc.returncode != 0 or not result_path.exists():
         log(f"{stage}/{method} FAILED (exit {proc.returncode}) after {wall:.1f}s")
         return {"stage": stage, "method": method, "error": f"exit status {proc.returncode}",
-                "wall_seconds": round(wall, 3), "peak_rss_mb": peak_mb}
+                "wall_seconds": round(wall, 3), "peak_rss_mb": peak_mb, "cpu": cpu_model()}
     row = json.loads(result_path.read_text())
     row.update(wall_seconds=round(wall, 3), peak_rss_mb=peak_mb, peak_tree_pss_mb=sampler.peak_mb)
     if method != "ours":
@@ -247,6 +248,7 @@ def child_main(stage: str, method: str, scale: str, seed: int, raw: Path, work: 
     ctx = StageContext(stage=stage, method=method, scale=scale, seed=seed, raw=raw, work=work, budget_s=budget,
                        options=options)
     measurement = run_method(ctx)
+    measurement.cpu = cpu_model()  # the machine this method ran on, in its own row
     with atomic_write(result) as tmp:
         tmp.write_text(json.dumps(measurement.to_json(), indent=1, default=_json_default))
     return 0
@@ -354,7 +356,9 @@ def run(settings: RunSettings) -> dict:
             if "error" not in row:
                 note = f", extrapolated from {row['extrapolated_from']:,} rows" if row.get("extrapolated_from") else ""
                 log(f"  {name}/{method.name}: {row['input_rows']:,} in, {row['output_rows']:,} out, "
-                    f"{row['seconds']:.3f}s, {_si(row['rows_per_s'])} {row['unit']}/s, peak RSS {row['peak_rss_mb']:,.0f} MB, {row['device']}{note}")
+                    f"{row['seconds']:.3f}s, {_si(row['rows_per_s'])} {row['unit']}/s, "
+                    f"peak RSS {row['peak_rss_mb']:,.0f} MB, {row['device']}, "
+                    f"{row.get('processes')} process(es) x {row.get('threads')} thread(s){note}")
             elif method.name == "ours" or method.name == "exact":
                 break
         if any("error" in r for r in stage_rows if r["method"] in ("ours", "exact")):
@@ -442,10 +446,26 @@ def _seconds(x: float) -> str:
     return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
 
 
+def _cpu_text(cpu: dict) -> str:
+    flags = ", ".join(cpu.get("vector_flags") or []) or "no vector flags found"
+    return f"{cpu.get('model', '?')} ({flags})"
+
+
+def _cpu_labels(rows: list[dict]) -> dict[str, str]:
+    """A short label (A, B, ...) for each distinct CPU the rows ran on, in first-seen order
+    (rows kept from an earlier subset run may come from another machine)."""
+    labels: dict[str, str] = {}
+    for row in rows:
+        if row.get("cpu"):
+            labels.setdefault(_cpu_text(row["cpu"]), chr(ord("A") + len(labels)))
+    return labels
+
+
 def render_markdown(results: dict) -> str:
     """The results as a markdown report: one row per (stage, method), then the targets."""
     data = results.get("data", {})
     machine = results["machine"]
+    cpus = _cpu_labels(results["rows"])
     lines = [
         f"# Benchmarks: scale `{results['scale']}`, seed {results['seed']}",
         "",
@@ -455,13 +475,17 @@ def render_markdown(results: dict) -> str:
         "Data: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
                               for k, v in data.items()) + ".",
         f"Each method ran in its own subprocess (peak RSS is that process's `ru_maxrss`; for stages with worker "
-        f"processes the notes add the peak of their summed PSS, sampled every second). Naive methods ran for at "
+        f"processes the notes add the peak of their summed PSS, sampled every second). Naive methods and the "
+        f"budgeted peers (DuckDB SQL labels, sklearn KNN) ran for at "
         f"most {results['naive_budget_seconds']:g} s; rows marked *extrapolated from N rows* processed N units and "
         "their seconds are scaled linearly to the whole input. Ratios are rows/s of ours over the other method.",
+        "`processes` is how many processes ran the method's kernel at once and `threads` the most threads each "
+        "ran with (which library's threads: see the notes); `cpu` is the machine the row was measured on: "
+        + ("; ".join(f"{label} = {text}" for text, label in cpus.items()) or "not recorded") + ".",
         "",
-        "| stage | method | rate unit | input rows | output rows | seconds | rows/s | peak RSS MB | device | ours/naive "
-        "| ours/peer | notes |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|",
+        "| stage | method | rate unit | input rows | output rows | seconds | rows/s | peak RSS MB | device | processes "
+        "| threads | cpu | ours/naive | ours/peer | notes |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|---|",
     ]
     by_stage: dict[str, list[dict]] = {}
     for row in results["rows"]:
@@ -473,14 +497,17 @@ def render_markdown(results: dict) -> str:
                  if m.kind == "peer" and m.name in ok and "ours" in ok]
         for row in rows:
             if "error" in row:
-                lines.append(f"| {name} | {row['method']} | | | | | | {row['peak_rss_mb']:,.0f} | | | | "
+                lines.append(f"| {name} | {row['method']} | | | | | | {row['peak_rss_mb']:,.0f} | | | | | | | "
                              f"failed: {row['error']} |")
                 continue
             notes = [row["description"]]
+            if row.get("threads_detail"):
+                notes.append(f"threads: {row['threads_detail']}")
             if row.get("extrapolated_from"):
                 notes.append(f"**extrapolated from {row['extrapolated_from']:,} rows**")
             metrics = row.get("metrics", {})
-            for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "similarity_agreement", "build_seconds"):
+            for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "hard_pool_agreement",
+                        "scored_pairs_agreement", "similarity_agreement", "neighbor_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")
             tree = row.get("peak_tree_pss_mb")
@@ -494,6 +521,8 @@ def render_markdown(results: dict) -> str:
             lines.append(
                 f"| {name} | {row['method']} | {row['unit']} | {row['input_rows']:,} | {row['output_rows']:,} | "
                 f"{_seconds(row['seconds'])} | {_si(row['rows_per_s'])} | {row['peak_rss_mb']:,.0f} | {row['device']} | "
+                f"{row.get('processes') or '—'} | {row.get('threads') or '—'} | "
+                f"{cpus.get(_cpu_text(row['cpu']), '—') if row.get('cpu') else '—'} | "
                 f"{(f'{naive:.3g}×' if naive is not None else '—') if is_ours else ''} | "
                 f"{('; '.join(peers) or '—') if is_ours else ''} | {'; '.join(notes)} |")
     lines += ["", "## Targets", "", "| stage | target | measured | verdict |", "|---|---|---:|---|"]

@@ -65,13 +65,15 @@ def ingest_pandas(slices: Sequence[Path], database: Path, budget_s: float) -> Na
     """Load MPD slices with ``json.load`` and ``pandas.json_normalize`` and insert the
     frames into DuckDB (one slice per loop item, in file order).
 
-    Returns units = track rows inserted, extra['bytes'] = on-disk bytes of the slices read.
+    Returns units = track rows inserted, extra['bytes'] = on-disk bytes of the slices read,
+    extra['duckdb_threads'] = the connection's ``threads`` setting (DuckDB's default).
     """
     import duckdb
     import pandas as pd
 
     database.unlink(missing_ok=True)
     con = duckdb.connect(str(database))
+    duckdb_threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     budget = _Budget(budget_s)
     rows = bytes_read = done = 0
     try:
@@ -96,7 +98,7 @@ def ingest_pandas(slices: Sequence[Path], database: Path, budget_s: float) -> Na
         con.close()
         database.unlink(missing_ok=True)
     return NaiveRun(units=rows, items=done, seconds=budget.elapsed(), complete=done == len(slices),
-                    extra={"bytes": bytes_read})
+                    extra={"bytes": bytes_read, "duckdb_threads": duckdb_threads})
 
 
 # --------------------------------------------------------------------------------------

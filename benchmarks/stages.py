@@ -119,7 +119,13 @@ class Measurement:
     input_rows / output_rows : what the stage read and wrote, in ``unit`` for the input;
     seconds : kernel wall time for the *whole* input (extrapolated when
     ``extrapolated_from`` is set: then only that many units were run and timed);
-    rows_per_s : measured rate in ``unit`` per second; metrics : stage-specific numbers.
+    rows_per_s : measured rate in ``unit`` per second; metrics : stage-specific numbers;
+    processes : processes that ran the kernel at once (forked label shards count, an idle
+    parent does not); threads : the most threads each of them ran with (DuckDB's
+    ``threads``, torch's or implicit's thread count, a loader pool, BLAS; 1 for plain
+    numpy/scipy/Python); threads_detail : which library's threads those are;
+    cpu : the CPU model and vector flags of the machine it ran on (``harness.cpu_model()``,
+    filled in by the child process).
     """
 
     stage: str
@@ -134,6 +140,10 @@ class Measurement:
     device: str = "cpu"
     extrapolated_from: int | None = None
     metrics: dict = field(default_factory=dict)
+    processes: int | None = None
+    threads: int | None = None
+    threads_detail: str = ""
+    cpu: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -149,18 +159,20 @@ def _rate(units: float, seconds: float) -> float:
 
 
 def _extrapolated(ctx: StageContext, description: str, unit: str, total_units: int, run, device: str = "cpu",
-                  metrics: dict | None = None) -> Measurement:
-    """A naive measurement over the same input as this run's ours row (its input and output
-    rows): the measured rate in ``unit``/s, and the seconds for ``total_units`` at that rate
-    (the measured seconds when the naive run finished the whole input)."""
+                  metrics: dict | None = None, kind: str = "naive", processes: int = 1, threads: int = 1,
+                  threads_detail: str = "one Python thread") -> Measurement:
+    """A budgeted (naive or peer) measurement over the same input as this run's ours row
+    (its input and output rows): the measured rate in ``unit``/s, and the seconds for
+    ``total_units`` at that rate (the measured seconds when the run finished the whole input)."""
     ours = _ours_result(ctx)
     rate = _rate(run.units, run.seconds)
     seconds = run.seconds if run.complete else total_units / max(rate, 1e-12)
-    return Measurement(ctx.stage, ctx.method, "naive", description, unit, int(ours["input_rows"]),
+    return Measurement(ctx.stage, ctx.method, kind, description, unit, int(ours["input_rows"]),
                        int(ours["output_rows"]), float(seconds), rate, device,
                        None if run.complete else int(run.units),
                        {"timed_seconds": round(run.seconds, 3), "items_done": run.items, "total_units": int(total_units),
-                        **(metrics or {})})
+                        **(metrics or {})},
+                       processes=int(processes), threads=int(threads), threads_detail=threads_detail)
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
@@ -197,6 +209,18 @@ def _set_torch_threads(ctx: StageContext) -> None:
 
     if _threads(ctx) > 0:
         torch.set_num_threads(_threads(ctx))
+
+
+def _duckdb_threads(con) -> int:
+    """DuckDB's ``threads`` setting of connection ``con`` (its pool size for one query)."""
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
+def _blas_threads() -> int:
+    """The largest thread count of the BLAS libraries numpy loaded (1 when none reports)."""
+    from threadpoolctl import threadpool_info
+
+    return max([int(pool["num_threads"]) for pool in threadpool_info() if pool.get("user_api") == "blas"] or [1])
 
 
 def _torch_device(requested: str) -> str:
@@ -257,6 +281,7 @@ def ingest_ours(ctx: StageContext) -> Measurement:
 
         # as the ingest asset does: one parsing thread per core, commits serialized
         threads = int(ctx.option("ingest_threads")) or os.cpu_count() or 1
+        duckdb_threads = _duckdb_threads(con)
         _, rejected = load_mpd_slices(con, [(p, p.name) for p in slices], workers=threads, on_done=progress)
         if rejected:
             raise rejected[0]
@@ -276,7 +301,9 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                  "entp_rows": entp.rows["entp_listens"], "entp_seconds": round(entp.seconds, 3),
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
                  "msd_rows": msd.rows["msd_songs"], "msd_seconds": round(msd.seconds, 3),
-                 "all_inputs_seconds": round(total_seconds, 3)},
+                 "all_inputs_seconds": round(total_seconds, 3), "duckdb_threads": duckdb_threads},
+        processes=1, threads=max(threads, duckdb_threads),
+        threads_detail=f"{threads} loader threads (one DuckDB cursor each), DuckDB threads={duckdb_threads}",
     )
 
 
@@ -293,7 +320,10 @@ def ingest_naive(ctx: StageContext) -> Measurement:
     return _extrapolated(ctx, "json.load + pandas.json_normalize per slice, DataFrame inserted into DuckDB",
                          "MPD track rows", ours["input_rows"], run,
                          metrics={"mpd_mb_per_s": round(mb_per_s, 2), "mpd_bytes": total_bytes,
-                                  "slices_done": run.items})
+                                  "slices_done": run.items, "duckdb_threads": run.extra["duckdb_threads"]},
+                         threads=max(1, run.extra["duckdb_threads"]),
+                         threads_detail=f"json.load + pandas on one thread; DataFrame inserts on DuckDB threads="
+                                        f"{run.extra['duckdb_threads']}")
 
 
 # --------------------------------------------------------------------------------------
@@ -328,6 +358,7 @@ def match_ours(ctx: StageContext) -> Measurement:
 
     con = ctx.duckdb()
     try:
+        duckdb_threads = _duckdb_threads(con)
         listens = con.execute("SELECT count(*) FROM entp_listens").fetchall()[0][0]
         track_rows = con.execute("SELECT count(*) FROM mpd_playlist_tracks").fetchall()[0][0]
         clock = _timer()
@@ -360,7 +391,10 @@ def match_ours(ctx: StageContext) -> Measurement:
         metrics={"sql_seconds": round(sql_seconds, 3), "catalog_seconds": round(catalog_seconds, 3),
                  "matrices_seconds": round(seconds - sql_seconds - catalog_seconds, 3),
                  "users": int(data.user_song.shape[0]), "playlists": int(data.playlist_song.shape[0]),
-                 "songs": int(data.user_song.shape[1]), "song_keys": int(catalog.catalog.num_rows)},
+                 "songs": int(data.user_song.shape[1]), "song_keys": int(catalog.catalog.num_rows),
+                 "duckdb_threads": duckdb_threads},
+        processes=1, threads=duckdb_threads,
+        threads_detail=f"DuckDB threads={duckdb_threads} for the SQL models and matrix queries; catalogue in Python",
     )
 
 
@@ -389,7 +423,8 @@ def label_ours(ctx: StageContext) -> Measurement:
 
     shards = int(ctx.option("label_shards"))
     max_hard = int(ctx.option("label_max_hard")) or None
-    if shards > 1 and device != "cuda":
+    sharded = shards > 1 and device != "cuda"
+    if sharded:
         # the pipeline's fan-out: one process per user shard writing its file, then the
         # streaming merge of the files (merge_label_files), as merge_label_shards does
         scored_pairs, summary = _label_in_shards(user_song, playlist_song, e, int(ctx.option("label_block_size")),
@@ -412,7 +447,22 @@ def label_ours(ctx: StageContext) -> Measurement:
                  "hard_pool_entries": summary["hard_pool_entries"], "kernel": device,
                  "max_hard_candidates": max_hard or 0, "merge_seconds": round(merge_seconds, 3),
                  "shards": int(ctx.option("label_shards"))},
+        **_label_parallelism(device, shards if sharded else 1),
     )
+
+
+def _label_parallelism(device: str, processes: int) -> dict:
+    """processes / threads / threads_detail of label_ours: the CPU kernel (scipy + numpy)
+    runs one thread per process; the torch kernels run torch's intra-op threads."""
+    if device == "scipy":
+        threads, detail = 1, "scipy/numpy kernel, one thread per process"
+    else:
+        import torch
+
+        threads, detail = torch.get_num_threads(), f"torch kernel on {device}, torch threads"
+    if processes > 1:
+        detail += f"; {processes} forked shard processes, then the merge in the parent"
+    return {"processes": processes, "threads": threads, "threads_detail": detail}
 
 
 _SHARD_INPUTS: dict = {}
@@ -478,6 +528,46 @@ def label_naive(ctx: StageContext) -> Measurement:
                                   "liked_agreement": round(float(np.mean(agree)) if agree else 1.0, 4)})
 
 
+def label_duckdb(ctx: StageContext) -> Measurement:
+    """The labels as DuckDB SQL (``benchmarks.peers.LABEL_SQL``): join on song, count
+    overlaps per (user, playlist), the kernel's score, window top ranks per user. Same
+    parallelism as ours: ``label_shards`` DuckDB threads. Users in seeded order, in doubling
+    chunks while the naive budget lasts, extrapolated when it stops early; checked against
+    ours: liked lists (same order), exact hard pools (as sets) and scored pairs per user."""
+    from benchmarks.peers import gather_rows, label_duckdb_sql, rows_equal
+
+    user_song = _load_csr(ctx.work / "user_song.npz")
+    playlist_song = _load_csr(ctx.work / "playlist_song.npz")
+    e = _load(ctx.work / "exploration.npz")["e"]
+    labels = _load(ctx.work / "labels.npz", "liked_indptr", "liked_playlists", "hard_indptr", "hard_playlists",
+                   "n_scored")
+    threads = int(_ours_result(ctx)["metrics"].get("shards", 1))
+    users = _seeded_order(user_song.shape[0], ctx.seed, 5)
+    run = label_duckdb_sql(user_song, playlist_song, e, users, ctx.budget_s, threads,
+                           memory_limit=str(ctx.option("duckdb_memory_limit") or ""),
+                           temp_directory=str(ctx.work / "duckdb_tmp"))
+    sql = run.extra["labels"]
+    liked_indptr, liked = gather_rows(labels["liked_indptr"], labels["liked_playlists"], sql.users)
+    liked_ok = rows_equal(liked_indptr, liked.astype(np.int64), sql.liked_indptr, sql.liked_playlists.astype(np.int64))
+    metrics = {"users_done": run.items, "chunks": run.extra["chunks"], "setup_seconds": run.extra["setup_seconds"],
+               "duckdb_threads": run.extra["duckdb_threads"],
+               "liked_agreement": round(float(liked_ok.mean()) if liked_ok.size else 1.0, 4),
+               "scored_pairs_agreement": round(float((labels["n_scored"][sql.users] == sql.n_scored).mean())
+                                               if sql.users.size else 1.0, 4)}
+    if int(_ours_result(ctx)["metrics"].get("max_hard_candidates", 0)) == 0:  # ours kept the exact pools
+        hard_indptr, hard = gather_rows(labels["hard_indptr"], labels["hard_playlists"], sql.users)
+        row = np.repeat(np.arange(sql.users.size), np.diff(hard_indptr))
+        hard = hard[np.lexsort((hard, row))].astype(np.int64)  # ours' order within a user is unspecified
+        hard_ok = rows_equal(hard_indptr, hard, sql.hard_indptr, sql.hard_playlists.astype(np.int64))
+        metrics["hard_pool_agreement"] = round(float(hard_ok.mean()) if hard_ok.size else 1.0, 4)
+    return _extrapolated(ctx, "DuckDB SQL: join on song, count(*) per (user, playlist), score, row_number() top "
+                              "ranks per user (liked + exact hard pool; no ownership candidates), "
+                              f"{run.extra['chunks']} user chunks",
+                         "scored pairs", int(labels["n_scored"].sum()), run, metrics=metrics, kind="peer",
+                         threads=run.extra["duckdb_threads"],
+                         threads_detail=f"DuckDB threads={run.extra['duckdb_threads']} (ours' label_shards)")
+
+
 # --------------------------------------------------------------------------------------
 # splits, triplets, eval batches
 # --------------------------------------------------------------------------------------
@@ -506,6 +596,7 @@ def splits_ours(ctx: StageContext) -> Measurement:
         metrics={"split_seconds": round(split_seconds, 3), "ownership_seconds": round(seconds - split_seconds, 3),
                  **result.counts(), "owned_playlists": int((ownership.owner >= 0).sum()),
                  "ownership_candidates": int(candidates.pairs()[0].size)},
+        processes=1, threads=1, threads_detail="numpy, one thread",
     )
 
 
@@ -530,7 +621,8 @@ def triplets_ours(ctx: StageContext) -> Measurement:
     n = int(sample.triplets.shape[0])
     return Measurement(ctx.stage, "ours", "ours", "vectorized: one draw per slot, rejection only for clashes",
                        "triplets", int((splits["split"] == TRAIN).sum()), n, seconds, _rate(n, seconds), "cpu",
-                       metrics={"hard_fallbacks": sample.n_fallback})
+                       metrics={"hard_fallbacks": sample.n_fallback},
+                       processes=1, threads=1, threads_detail="numpy, one thread")
 
 
 def triplets_naive(ctx: StageContext) -> Measurement:
@@ -569,7 +661,8 @@ def eval_ours(ctx: StageContext) -> Measurement:
     negatives = rows * 50
     return Measurement(ctx.stage, "ours", "ours", "vectorized: distinct offsets per row, redraw only duplicates",
                        "negatives", rows, negatives, seconds, _rate(negatives, seconds), "cpu",
-                       metrics={"rows": rows, "val_rows": int(arrays["val_users"].size)})
+                       metrics={"rows": rows, "val_rows": int(arrays["val_users"].size)},
+                       processes=1, threads=1, threads_detail="numpy, one thread")
 
 
 def eval_naive(ctx: StageContext) -> Measurement:
@@ -644,7 +737,9 @@ def bpr_ours(ctx: StageContext) -> Measurement:
                                 "batch_size": config.batch_size, "torch_threads": torch.get_num_threads(),
                                 "compiled_update": result.compiled_update,
                                 "compile_seconds": round(result.compile_seconds, 2),
-                                "train_loss": (result.history[-1].get("train_loss") if result.history else None)})
+                                "train_loss": (result.history[-1].get("train_loss") if result.history else None)},
+                       processes=1, threads=torch.get_num_threads(),
+                       threads_detail="torch intra-op threads; DataLoader without worker processes")
 
 
 def bpr_naive(ctx: StageContext) -> Measurement:
@@ -659,7 +754,8 @@ def bpr_naive(ctx: StageContext) -> Measurement:
                                int(ctx.option("bpr_batch_size")), 0.05, 1e-4, ctx.seed, ctx.budget_s)
     return _extrapolated(ctx, "per-sample Dataset.__getitem__ + DataLoader(shuffle) + autograd SGD",
                          "triplets (samples)", triplets.shape[0], run,
-                         metrics={"torch_threads": torch.get_num_threads()})
+                         metrics={"torch_threads": torch.get_num_threads()}, threads=torch.get_num_threads(),
+                         threads_detail="torch intra-op threads; DataLoader without worker processes")
 
 
 def _train_positives(ctx: StageContext) -> sp.csr_matrix:
@@ -698,7 +794,9 @@ def bpr_implicit(ctx: StageContext) -> Measurement:
                        f"implicit.cpu.bpr (Cython, Hogwild, {_threads(ctx) or os.cpu_count()} threads)",
                        "triplets (samples)", int(samples), int(samples), seconds, _rate(samples, seconds), "cpu",
                        metrics={"iterations": iterations, "interactions": int(positives.nnz),
-                                "factors": int(ctx.option("bpr_dim")), "threads": _threads(ctx) or os.cpu_count()})
+                                "factors": int(ctx.option("bpr_dim")), "threads": _threads(ctx) or os.cpu_count()},
+                       processes=1, threads=_threads(ctx) or os.cpu_count() or 1,
+                       threads_detail="implicit num_threads (OpenMP), BLAS limited to 1")
 
 
 # --------------------------------------------------------------------------------------
@@ -719,7 +817,7 @@ def knn_ours(ctx: StageContext) -> Measurement:
     n = int(user_song.shape[0])
     return Measurement(ctx.stage, "ours", "ours", f"blocked sparse Gram rows (512 users), histogram pre-selection, exact top-{k}",
                        "queries (users)", n, int((result.neighbors >= 0).sum()), seconds, _rate(n, seconds), "cpu",
-                       metrics={"k": k})
+                       metrics={"k": k}, processes=1, threads=1, threads_detail="scipy sparse products, one thread")
 
 
 def knn_naive(ctx: StageContext) -> Measurement:
@@ -741,6 +839,29 @@ def knn_naive(ctx: StageContext) -> Measurement:
     return _extrapolated(ctx, "one query at a time: sparse row x all users, argpartition",
                          "queries (users)", n, run,
                          metrics={"similarity_agreement": round(float(np.mean(agree)) if agree else 1.0, 4)})
+
+
+def knn_sklearn(ctx: StageContext) -> Measurement:
+    """scikit-learn ``NearestNeighbors(metric="cosine", algorithm="brute")`` on the user-song
+    rows, the same k as ours, one thread; queries in seeded order, in doubling chunks while
+    the naive budget lasts, extrapolated when it stops early; checked against ours."""
+    from benchmarks.peers import knn_agreement, knn_sklearn_brute
+
+    user_song = _load_csr(ctx.work / "user_song.npz")
+    ours = _load(ctx.work / "knn.npz")
+    k = int(ctx.option("knn_k"))
+    queries = _seeded_order(user_song.shape[0], ctx.seed, 6)
+    run = knn_sklearn_brute(user_song, queries, k, ctx.budget_s)
+    done = run.extra["queries"]
+    similarity_ok, neighbors_ok = knn_agreement(ours["neighbors"][done], ours["similarities"][done],
+                                                run.extra["neighbors"], run.extra["similarities"])
+    return _extrapolated(ctx, f"sklearn NearestNeighbors(metric='cosine', algorithm='brute', n_jobs=1), "
+                              f"kneighbors(k + 1) on {run.extra['chunks']} query chunks, self dropped",
+                         "queries (users)", int(user_song.shape[0]), run, kind="peer",
+                         metrics={"k": k, "fit_seconds": run.extra["fit_seconds"],
+                                  "similarity_agreement": round(float(similarity_ok.mean()) if done.size else 1.0, 4),
+                                  "neighbor_agreement": round(float(neighbors_ok.mean()) if done.size else 1.0, 4)},
+                         threads_detail="scipy sparse products, n_jobs=1, thread pools limited to 1")
 
 
 # --------------------------------------------------------------------------------------
@@ -807,12 +928,14 @@ def ann_exact(ctx: StageContext) -> Measurement:
         order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
         truth[start:start + 256] = np.take_along_axis(top, order, axis=1)
     seconds = clock()
+    blas_threads = _blas_threads()
     _save(ctx.work / "ann_truth.npz", truth=truth)
     nq = int(q.shape[0])
     return Measurement(ctx.stage, "exact", "peer", "exact cosine, blocked numpy matmul (256 queries per block)",
                        "queries", nq, nq * 10, seconds, _rate(nq, seconds), "cpu",
                        metrics={"items": int(items.shape[0]), "dim": int(items.shape[1]), "recall_at_10": 1.0,
-                                "embeddings": source})
+                                "embeddings": source},
+                       processes=1, threads=blas_threads, threads_detail="numpy matmul on the BLAS threads")
 
 
 ANNOY_SEARCH_K = (-1, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000)
@@ -858,7 +981,8 @@ def ann_annoy(ctx: StageContext) -> Measurement:
                        "queries", nq, nq * 10, nq / chosen["qps"], float(chosen["qps"]), "cpu",
                        metrics={"recall_at_10": chosen["recall_at_10"], "reached_recall_0_95": chosen["reached"],
                                 "search_k": chosen["setting"], "trees": trees,
-                                "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source})
+                                "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source},
+                       processes=1, threads=1, threads_detail="one query at a time, one thread (build on 1 thread)")
 
 
 def ann_hnswlib(ctx: StageContext) -> Measurement:
@@ -884,7 +1008,8 @@ def ann_hnswlib(ctx: StageContext) -> Measurement:
                        "queries", nq, nq * 10, nq / chosen["qps"], float(chosen["qps"]), "cpu",
                        metrics={"recall_at_10": chosen["recall_at_10"], "reached_recall_0_95": chosen["reached"],
                                 "ef": chosen["setting"],
-                                "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source})
+                                "build_seconds": round(build_seconds, 3), "sweep": rows, "embeddings": source},
+                       processes=1, threads=1, threads_detail="one query at a time, one thread (build on 1 thread)")
 
 
 # --------------------------------------------------------------------------------------
@@ -903,7 +1028,9 @@ def als_ours(ctx: StageContext) -> Measurement:
     return Measurement(ctx.stage, "ours", "ours", f"implicit ALS (CPU), {factors} factors, {iterations} iterations, BM25",
                        "interactions x iterations", int(units), int(sum(positives.shape)), result.seconds,
                        _rate(units, result.seconds), "cpu",
-                       metrics={"interactions": int(positives.nnz), "factors": factors, "iterations": iterations})
+                       metrics={"interactions": int(positives.nnz), "factors": factors, "iterations": iterations},
+                       processes=1, threads=_threads(ctx) or os.cpu_count() or 1,
+                       threads_detail="implicit num_threads (OpenMP), BLAS limited to 1")
 
 
 # --------------------------------------------------------------------------------------
@@ -951,8 +1078,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("match", "song matching + matrices", ("ingest",), ("user_song.npz", "playlist_song.npz"),
           (Method("ours", "ours", match_ours),)),
     Stage("label", "label: overlap -> score -> liked", ("match",), ("labels.npz", "exploration.npz"),
-          (Method("ours", "ours", label_ours), Method("naive", "naive", label_naive)),
-          (Target("rate", 20e6, ">= 20M scored pairs/s"), Target("ratio:naive", 50.0, ">= 50x naive"))),
+          (Method("ours", "ours", label_ours), Method("naive", "naive", label_naive),
+           Method("duckdb-sql", "peer", label_duckdb)),
+          (Target("rate", 20e6, ">= 20M scored pairs/s"), Target("ratio:naive", 50.0, ">= 50x naive"),
+           Target("ratio:duckdb-sql", 1.0, "scored pairs/s >= DuckDB SQL"))),
     Stage("splits", "splits + ownership", ("label",), ("splits.npz",),
           (Method("ours", "ours", splits_ours),)),
     Stage("triplets", "BPR triplets", ("splits",), ("triplets.npz",),
@@ -966,8 +1095,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            Method("implicit-bpr", "peer", bpr_implicit)),
           (Target("ratio:implicit-bpr", 1.0, "CPU samples/s >= implicit BPR"),)),
     Stage("knn", "user KNN exact top-100", ("match",), ("knn.npz",),
-          (Method("ours", "ours", knn_ours), Method("naive", "naive", knn_naive)),
-          (Target("ratio:naive", 100.0, ">= 100x one-query-at-a-time"),)),
+          (Method("ours", "ours", knn_ours), Method("naive", "naive", knn_naive),
+           Method("sklearn-brute", "peer", knn_sklearn)),
+          (Target("ratio:naive", 100.0, ">= 100x one-query-at-a-time"),
+           Target("ratio:sklearn-brute", 1.0, "queries/s >= sklearn brute-force cosine"))),
     Stage("ann", "nearest neighbours: exact vs Annoy vs hnswlib", (), ("ann_truth.npz",),
           (Method("exact", "peer", ann_exact), Method("ours", "ours", ann_annoy), Method("hnswlib", "peer", ann_hnswlib)),
           (Target("metric:recall_at_10", 0.95, "Annoy recall@10 >= 0.95 (QPS beside hnswlib's)"),)),
