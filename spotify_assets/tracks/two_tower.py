@@ -58,6 +58,7 @@ from spotify_assets.tracks.challenge import ChallengeSet, score_ranking
 from spotify_assets.tracks.continuation import ragged_rows
 from spotify_assets.tracks.item2vec import _torch_threads, pick_device
 from spotify_assets.tracks.names import CHAR_NGRAMS, name_feature_csr, normalize_name
+from spotify_assets.train.progress import TrainClock
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -527,7 +528,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         return None
 
 
-class TwoTowerModule(pl.LightningModule):
+class TwoTowerModule(TrainClock, pl.LightningModule):
     """Lightning wrapper of :class:`TwoTowerNet`: sampled-softmax training with two
     optimizers (:class:`RowWiseAdagrad` for the embedding tables, Adam for the rest; manual
     optimization); validation ranks the val :class:`ChallengeSet` exactly (top 500 of the
@@ -595,12 +596,7 @@ class TwoTowerModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_rows = 0.0, 0
-        self._epoch_started = time.perf_counter()
-
-    def _stop_train_clock(self) -> None:
-        if self._epoch_started:
-            self.train_seconds += time.perf_counter() - self._epoch_started
-            self._epoch_started = 0.0
+        self._start_train_clock()
 
     def on_validation_epoch_start(self) -> None:
         self._stop_train_clock()  # validation runs inside the train epoch: not training time

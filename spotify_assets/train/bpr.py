@@ -69,7 +69,7 @@ from torch import nn
 from spotify_assets.atomic import atomic_write
 from spotify_assets.evaluate.tasks import RankingTask
 from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
-from spotify_assets.train.progress import ProgressLog
+from spotify_assets.train.progress import ProgressLog, TrainClock
 from spotify_assets.train.negatives import (
     NEGATIVE_MODES,
     InteractionSet,
@@ -416,7 +416,7 @@ def use_compiled_update(config: BPRConfig, n_triplets: int, device: str) -> bool
     return config.compile == "on" or n_triplets * config.max_epochs >= COMPILE_MIN_UPDATES
 
 
-class BPRModule(pl.LightningModule):
+class BPRModule(TrainClock, pl.LightningModule):
     """Lightning wrapper of :class:`BPRNet`: one shared :meth:`step` (BPR loss of a
     triplet batch), the fused SGD path with optional hard-negative mining, and full-ranking
     validation (Recall@10, NDCG@10) on a :class:`~spotify_assets.evaluate.tasks.RankingTask`."""
@@ -507,12 +507,7 @@ class BPRModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss, self._epoch_rows = None, 0
-        self._epoch_started = time.perf_counter()
-
-    def _stop_train_clock(self) -> None:
-        if self._epoch_started:
-            self.train_seconds += time.perf_counter() - self._epoch_started
-            self._epoch_started = 0.0
+        self._start_train_clock()
 
     def on_validation_epoch_start(self) -> None:
         self._stop_train_clock()  # validation runs inside the train epoch: not training time

@@ -37,3 +37,22 @@ class ProgressLog(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not self.validated and (trainer.current_epoch + 1) % self.every == 0:
             self.report(self._line(trainer, ""))
+
+
+class TrainClock:
+    """Mixin for a LightningModule that sums its training wall time into ``train_seconds``
+    without the validation passes Lightning runs inside a train epoch. The module sets
+    ``train_seconds = 0.0`` and ``_epoch_started = 0.0`` in ``__init__``, starts the clock in
+    ``on_train_epoch_start`` and stops it in ``on_validation_epoch_start`` and
+    ``on_train_epoch_end``."""
+
+    train_seconds: float
+    _epoch_started: float
+
+    def _start_train_clock(self) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def _stop_train_clock(self) -> None:
+        if self._epoch_started:
+            self.train_seconds += time.perf_counter() - self._epoch_started
+            self._epoch_started = 0.0
