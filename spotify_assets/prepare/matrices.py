@@ -70,11 +70,49 @@ def downscale_mask(n: int, share: float, seed: int) -> np.ndarray:
     return keep
 
 
+#: rows per record batch when fetching (row, col) pairs: bounds the transient copy at ~64 MB
+FETCH_ROWS = 1 << 22
+
+
+def fetch_pairs(con: duckdb.DuckDBPyConnection, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` (row, col) pairs ``query`` returns (two integer columns), fetched in record
+    batches of :data:`FETCH_ROWS` into preallocated int32 (n,) arrays: memory holds the two
+    arrays and one batch, never the whole result as Python objects or wide integers."""
+    rows, cols = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32)
+    at = 0
+    for batch in con.sql(query).to_arrow_reader(FETCH_ROWS):
+        k = batch.num_rows
+        if at + k > n:
+            raise RuntimeError(f"the pair query returned more than the {n:,} rows counted")
+        rows[at:at + k] = batch.column(0).to_numpy()
+        cols[at:at + k] = batch.column(1).to_numpy()
+        at += k
+    if at != n:
+        raise RuntimeError(f"the pair query returned {at:,} rows, {n:,} counted")
+    return rows, cols
+
+
+def sorted_pairs_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A CSR of ones from distinct (row, col) pairs already sorted by (row, col): int32 (nnz,)
+    arrays, no duplicates. Returns the same canonical float32 CSR as :func:`binary_csr`
+    without its int64 COO copy and sort."""
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    matrix = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), cols, indptr), shape=shape)
+    matrix.has_sorted_indices = True
+    matrix.has_canonical_format = True
+    return matrix
+
+
 def load_interactions(con: duckdb.DuckDBPyConnection, downscale: float = 1.0, seed: int = 0) -> Interactions:
     """Read listens and playlist tracks through the song keys and build both matrices.
 
     Reads ``stg_listens``, ``msd_song_keys`` (mismatched songs excluded), ``stg_playlist_tracks``
-    and ``mpd_track_keys``.
+    and ``mpd_track_keys``. Users, playlists and songs get their dense ids in SQL (rank of the
+    sorted user id / pid / song key among those with a matched song), so what leaves DuckDB is
+    int32 (row, col) pairs in record batches (:func:`fetch_pairs`) plus one id per row: at full
+    scale (48M listens, 66M playlist tracks) that is ~1 GB of arrays instead of tens of millions
+    of Python strings.
     """
     con.execute(
         """
@@ -91,37 +129,48 @@ def load_interactions(con: duckdb.DuckDBPyConnection, downscale: float = 1.0, se
         FROM stg_playlist_tracks t JOIN mpd_track_keys k USING (track_uri)
         """
     )
+    # column, row and pair tables; ids are 0-based ranks in sorted order (np.unique's order:
+    # VARCHAR sorts by UTF-8 bytes, which is code-point order)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _matched AS
-        SELECT song_key_id FROM _user_keys INTERSECT SELECT song_key_id FROM _playlist_keys
+        SELECT song_key_id, (row_number() OVER (ORDER BY song_key_id) - 1)::INTEGER AS col
+        FROM (SELECT song_key_id FROM _user_keys INTERSECT SELECT song_key_id FROM _playlist_keys)
         """
     )
-    song_key_ids = np.sort(con.execute("SELECT song_key_id FROM _matched").fetchnumpy()["song_key_id"].astype(np.int32))
+    for side, key in (("user", "user_id"), ("playlist", "pid")):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _{side}_pairs AS
+            SELECT k.{key}, m.col FROM _{side}_keys k JOIN _matched m USING (song_key_id)
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _{side}_rows AS
+            SELECT {key}, (row_number() OVER (ORDER BY {key}) - 1)::INTEGER AS row
+            FROM (SELECT DISTINCT {key} FROM _{side}_pairs)
+            """
+        )
+    song_key_ids = con.execute("SELECT song_key_id FROM _matched ORDER BY col").fetchnumpy()["song_key_id"]
+    song_key_ids = np.asarray(song_key_ids, dtype=np.int32)
+    user_ids = np.asarray(con.execute("SELECT user_id FROM _user_rows ORDER BY row").fetchnumpy()["user_id"],
+                          dtype=object)
+    pids = np.asarray(con.execute("SELECT pid FROM _playlist_rows ORDER BY row").fetchnumpy()["pid"], dtype=np.int64)
+    matrices = {}
+    for side, key, n_rows in (("user", "user_id", len(user_ids)), ("playlist", "pid", len(pids))):
+        n = con.execute(f"SELECT count(*) FROM _{side}_pairs").fetchall()[0][0]
+        rows, cols = fetch_pairs(
+            con, f"SELECT r.row, p.col FROM _{side}_pairs p JOIN _{side}_rows r USING ({key}) ORDER BY r.row, p.col", n)
+        matrices[side] = sorted_pairs_csr(rows, cols, (n_rows, len(song_key_ids)))
+        del rows, cols
     n_all_users = con.execute("SELECT count(DISTINCT user_id) FROM stg_listens").fetchall()[0][0]
     n_all_playlists = con.execute("SELECT count(*) FROM stg_playlists").fetchall()[0][0]
-    users = con.execute(
-        """
-        SELECT u.user_id, u.song_key_id FROM _user_keys u SEMI JOIN _matched USING (song_key_id)
-        ORDER BY u.user_id, u.song_key_id
-        """
-    ).fetchnumpy()
-    playlists = con.execute(
-        """
-        SELECT p.pid, p.song_key_id FROM _playlist_keys p SEMI JOIN _matched USING (song_key_id)
-        ORDER BY p.pid, p.song_key_id
-        """
-    ).fetchnumpy()
-    for table in ("_user_keys", "_playlist_keys", "_matched"):
+    for table in ("_user_keys", "_playlist_keys", "_matched", "_user_pairs", "_user_rows", "_playlist_pairs",
+                  "_playlist_rows"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
-    user_ids, user_rows = np.unique(np.asarray(users["user_id"], dtype=object), return_inverse=True)
-    pids, playlist_rows = np.unique(np.asarray(playlists["pid"], dtype=np.int64), return_inverse=True)
-    user_cols = np.searchsorted(song_key_ids, users["song_key_id"])
-    playlist_cols = np.searchsorted(song_key_ids, playlists["song_key_id"])
-    user_song = binary_csr(user_rows, user_cols, (len(user_ids), len(song_key_ids)))
-    playlist_song = binary_csr(playlist_rows, playlist_cols, (len(pids), len(song_key_ids)))
-
+    user_song, playlist_song = matrices["user"], matrices["playlist"]
     keep = downscale_mask(len(user_ids), downscale, seed)
     downscaled = int((~keep).sum())
     if downscaled:
