@@ -142,53 +142,73 @@ def asset_rows(metadata: dict) -> int | None:
     return None
 
 
+@dataclass
+class _EventTally:
+    """What :func:`read_run` gathers from a run's event log entries, one entry at a time."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, tuple[float, str]] = field(default_factory=dict)
+    hook_peaks: dict[str, float] = field(default_factory=dict)
+    metadata_peaks: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    run_started: float | None = None
+    run_finished: float | None = None
+
+    def add(self, entry) -> None:
+        """Take one ``EventLogEntry`` into account."""
+        from dagster import DagsterEventType as Kind
+
+        event, step, at = entry.dagster_event, entry.step_key, entry.timestamp
+        if event is None:  # a log line: the step hook's peak RSS, or anything else
+            mb = parse_peak_rss_message(entry.user_message)
+            if mb is not None and step:
+                self.hook_peaks[step] = mb
+            return
+        kind = event.event_type
+        if kind == Kind.RUN_START:
+            self.run_started = at
+        elif kind in (Kind.RUN_SUCCESS, Kind.RUN_FAILURE, Kind.RUN_CANCELED):
+            self.run_finished = at
+        elif not step:
+            return
+        elif kind == Kind.STEP_START:
+            self.started[step] = at
+        elif kind in (Kind.STEP_SUCCESS, Kind.STEP_FAILURE, Kind.STEP_SKIPPED):
+            self.finished[step] = (at, {Kind.STEP_SUCCESS: "success", Kind.STEP_FAILURE: "failure"}.get(kind, "skipped"))
+        elif kind == Kind.ASSET_MATERIALIZATION:
+            self._add_materialization(step, event.step_materialization_data.materialization)
+
+    def _add_materialization(self, step: str, materialization) -> None:
+        count = asset_rows(materialization.metadata)
+        if count is not None:
+            self.rows.setdefault(step, {})[materialization.asset_key.to_user_string()] = count
+        peak = _metadata_value(materialization.metadata.get("peak_rss_mb"))
+        if isinstance(peak, (int, float)):
+            self.metadata_peaks[step] = max(float(peak), self.metadata_peaks.get(step, 0.0))
+
+    def steps(self) -> list[StepRecord]:
+        """Every step that started, finished or was skipped, in start order (skipped ones last)."""
+        keys = sorted(set(self.started) | set(self.finished), key=lambda k: (self.started.get(k, float("inf")), k))
+        return [StepRecord(step_key=key, started=self.started.get(key),
+                           finished=self.finished[key][0] if key in self.started and key in self.finished else None,
+                           outcome=self.finished.get(key, (None, "did not finish"))[1],
+                           peak_rss_mb=self.hook_peaks.get(key, self.metadata_peaks.get(key)),
+                           rows=self.rows.get(key, {}))
+                for key in keys]
+
+
 def read_run(instance, run_id: str) -> RunRecord:
     """Collect ``run_id``'s steps from ``instance``'s event log: start and end times, outcome,
     the hook's peak RSS line (or the asset metadata's ``peak_rss_mb``) and the assets' rows."""
-    from dagster import DagsterEventType
-
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise LookupError(f"no run {run_id} on this instance")
-    started: dict[str, float] = {}
-    finished: dict[str, tuple[float, str]] = {}
-    peaks: dict[str, float] = {}
-    metadata_peaks: dict[str, float] = {}
-    rows: dict[str, dict[str, int]] = {}
-    run_started = run_finished = None
+    tally = _EventTally()
     for entry in instance.all_logs(run_id):
-        event, step = entry.dagster_event, entry.step_key
-        if event is None:
-            mb = parse_peak_rss_message(entry.user_message)
-            if mb is not None and step:
-                peaks[step] = mb
-            continue
-        kind = event.event_type
-        if kind == DagsterEventType.RUN_START:
-            run_started = entry.timestamp
-        elif kind in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED):
-            run_finished = entry.timestamp
-        elif kind == DagsterEventType.STEP_START and step:
-            started[step] = entry.timestamp
-        elif kind in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE) and step:
-            finished[step] = (entry.timestamp, "success" if kind == DagsterEventType.STEP_SUCCESS else "failure")
-        elif kind == DagsterEventType.ASSET_MATERIALIZATION and step:
-            materialization = event.step_materialization_data.materialization
-            count = asset_rows(materialization.metadata)
-            if count is not None:
-                rows.setdefault(step, {})[materialization.asset_key.to_user_string()] = count
-            peak = _metadata_value(materialization.metadata.get("peak_rss_mb"))
-            if isinstance(peak, (int, float)):
-                metadata_peaks[step] = max(float(peak), metadata_peaks.get(step, 0.0))
-    steps = [
-        StepRecord(step_key=key, started=started.get(key), finished=finished.get(key, (None, ""))[0],
-                   outcome=finished.get(key, (None, "did not finish"))[1],
-                   peak_rss_mb=peaks.get(key, metadata_peaks.get(key)), rows=rows.get(key, {}))
-        for key in sorted(set(started) | set(finished), key=lambda k: (started.get(k, float("inf")), k))
-    ]
-    return RunRecord(run_id=run.run_id, job_name=run.job_name, status=run.status.value, started=run_started,
-                     finished=run_finished, run_config=dict(run.run_config or {}), tags=dict(run.tags or {}),
-                     steps=steps)
+        tally.add(entry)
+    return RunRecord(run_id=run.run_id, job_name=run.job_name, status=run.status.value, started=tally.run_started,
+                     finished=tally.run_finished, run_config=dict(run.run_config or {}), tags=dict(run.tags or {}),
+                     steps=tally.steps())
 
 
 # --------------------------------------------------------------------------------------
@@ -229,6 +249,7 @@ def run_totals(run: RunRecord) -> dict:
         "wall_seconds": round(run.wall_seconds, 1) if run.wall_seconds is not None else None,
         "steps": len(run.steps),
         "steps_failed": sum(s.outcome == "failure" for s in run.steps),
+        "steps_skipped": sum(s.outcome == "skipped" for s in run.steps),
         "steps_with_peak_rss": len(measured),
         "step_seconds_sum": round(sum(s.seconds or 0.0 for s in run.steps), 1),
         "largest_step_peak_rss_mb": largest.peak_rss_mb if largest else None,
@@ -365,7 +386,7 @@ def report_markdown(report: dict) -> str:
         "| | |",
         "|---|---:|",
         f"| run wall time | {_duration(totals['wall_seconds'])} |",
-        f"| steps (failed) | {totals['steps']} ({totals['steps_failed']}) |",
+        f"| steps (failed, skipped) | {totals['steps']} ({totals['steps_failed']}, {totals['steps_skipped']}) |",
         f"| step seconds summed | {_duration(totals['step_seconds_sum'])} |",
         f"| largest step peak RSS | {_mb(totals['largest_step_peak_rss_mb'])} MB (`{totals['largest_step']}`) |",
         f"| smallest step peak RSS | {_mb(totals['smallest_step_peak_rss_mb'])} MB |",
