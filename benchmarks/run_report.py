@@ -143,7 +143,7 @@ def asset_rows(metadata: dict) -> int | None:
 
 
 @dataclass
-class _EventTally:
+class RunEventTally:
     """What :func:`read_run` gathers from a run's event log entries, one entry at a time."""
 
     started: dict[str, float] = field(default_factory=dict)
@@ -151,6 +151,7 @@ class _EventTally:
     hook_peaks: dict[str, float] = field(default_factory=dict)
     metadata_peaks: dict[str, float] = field(default_factory=dict)
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    planned: set[str] = field(default_factory=set)
     run_started: float | None = None
     run_finished: float | None = None
 
@@ -171,6 +172,8 @@ class _EventTally:
             self.run_finished = at
         elif not step:
             return
+        elif kind in (Kind.ASSET_MATERIALIZATION_PLANNED, Kind.ASSET_CHECK_EVALUATION_PLANNED):
+            self.planned.add(step)
         elif kind == Kind.STEP_START:
             self.started[step] = at
         elif kind in (Kind.STEP_SUCCESS, Kind.STEP_FAILURE, Kind.STEP_SKIPPED):
@@ -186,12 +189,20 @@ class _EventTally:
         if isinstance(peak, (int, float)):
             self.metadata_peaks[step] = max(float(peak), self.metadata_peaks.get(step, 0.0))
 
+    def outcome(self, step: str) -> str:
+        """success, failure, skipped (Dagster skipped it), not run (planned, never started: an upstream
+        step failed or the run stopped) or did not finish (started, never ended)."""
+        if step in self.finished:
+            return self.finished[step][1]
+        return "did not finish" if step in self.started else "not run"
+
     def steps(self) -> list[StepRecord]:
-        """Every step that started, finished or was skipped, in start order (skipped ones last)."""
-        keys = sorted(set(self.started) | set(self.finished), key=lambda k: (self.started.get(k, float("inf")), k))
+        """Every step that was planned, started or ended, in start order (those never started last)."""
+        keys = sorted(set(self.started) | set(self.finished) | self.planned,
+                      key=lambda k: (self.started.get(k, float("inf")), k))
         return [StepRecord(step_key=key, started=self.started.get(key),
                            finished=self.finished[key][0] if key in self.started and key in self.finished else None,
-                           outcome=self.finished.get(key, (None, "did not finish"))[1],
+                           outcome=self.outcome(key),
                            peak_rss_mb=self.hook_peaks.get(key, self.metadata_peaks.get(key)),
                            rows=self.rows.get(key, {}))
                 for key in keys]
@@ -203,7 +214,7 @@ def read_run(instance, run_id: str) -> RunRecord:
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise LookupError(f"no run {run_id} on this instance")
-    tally = _EventTally()
+    tally = RunEventTally()
     for entry in instance.all_logs(run_id):
         tally.add(entry)
     return RunRecord(run_id=run.run_id, job_name=run.job_name, status=run.status.value, started=tally.run_started,
@@ -249,7 +260,7 @@ def run_totals(run: RunRecord) -> dict:
         "wall_seconds": round(run.wall_seconds, 1) if run.wall_seconds is not None else None,
         "steps": len(run.steps),
         "steps_failed": sum(s.outcome == "failure" for s in run.steps),
-        "steps_skipped": sum(s.outcome == "skipped" for s in run.steps),
+        "steps_not_run": sum(s.outcome in ("skipped", "not run") for s in run.steps),
         "steps_with_peak_rss": len(measured),
         "step_seconds_sum": round(sum(s.seconds or 0.0 for s in run.steps), 1),
         "largest_step_peak_rss_mb": largest.peak_rss_mb if largest else None,
@@ -386,7 +397,7 @@ def report_markdown(report: dict) -> str:
         "| | |",
         "|---|---:|",
         f"| run wall time | {_duration(totals['wall_seconds'])} |",
-        f"| steps (failed, skipped) | {totals['steps']} ({totals['steps_failed']}, {totals['steps_skipped']}) |",
+        f"| steps (failed, not run) | {totals['steps']} ({totals['steps_failed']}, {totals['steps_not_run']}) |",
         f"| step seconds summed | {_duration(totals['step_seconds_sum'])} |",
         f"| largest step peak RSS | {_mb(totals['largest_step_peak_rss_mb'])} MB (`{totals['largest_step']}`) |",
         f"| smallest step peak RSS | {_mb(totals['smallest_step_peak_rss_mb'])} MB |",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
 
-from benchmarks.run_report import StepRecord, build_report, concurrent_peak, main, write_report
+from benchmarks.run_report import StepRecord, RunEventTally, build_report, concurrent_peak, main, write_report
 from spotify_assets.definitions import defs as project_defs
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.mpd_partitions import range_tags, sync_partitions
@@ -35,6 +36,33 @@ def test_concurrent_peak_sums_overlapping_steps_only() -> None:
     back_to_back = concurrent_peak([_step("x", 0, 5, 200.0), _step("y", 5, 9, 300.0)])
     assert back_to_back.mb == 300.0 and back_to_back.step_keys == ("y",)
     assert concurrent_peak([]).mb == 0.0
+
+
+def _entry(step: str | None, at: float, kind: dg.DagsterEventType | None = None, message: str = ""):
+    """An event log entry as much as the report reads of one."""
+    event = SimpleNamespace(event_type=kind) if kind is not None else None
+    return SimpleNamespace(dagster_event=event, step_key=step, timestamp=at, user_message=message)
+
+
+def test_tally_names_failed_unfinished_and_never_started_steps() -> None:
+    kind = dg.DagsterEventType
+    tally = RunEventTally()
+    for entry in [
+        _entry(None, 0.0, kind.RUN_START),
+        *(_entry(step, 0.0, kind.ASSET_MATERIALIZATION_PLANNED) for step in ("train", "serve", "index")),
+        _entry("train", 1.0, kind.STEP_START), _entry("index", 1.5, kind.STEP_START),
+        _entry("train", 4.0, message=peak_rss_message(2048.0, "failure")),
+        _entry("train", 4.0, kind.STEP_FAILURE),
+        _entry("serve", 4.1, message="Dependencies for step serve failed: ['train']. Not executing."),
+        _entry(None, 5.0, kind.RUN_FAILURE),
+    ]:
+        tally.add(entry)
+    steps = {step.step_key: step for step in tally.steps()}
+    assert (steps["train"].outcome, steps["train"].seconds, steps["train"].peak_rss_mb) == ("failure", 3.0, 2048.0)
+    assert (steps["index"].outcome, steps["index"].seconds) == ("did not finish", None)
+    assert (steps["serve"].outcome, steps["serve"].started, steps["serve"].peak_rss_mb) == ("not run", None, None)
+    assert [step.step_key for step in tally.steps()] == ["train", "index", "serve"]
+    assert (tally.run_started, tally.run_finished) == (0.0, 5.0)
 
 
 @pytest.fixture(scope="module")
