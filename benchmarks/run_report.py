@@ -412,7 +412,8 @@ def report_markdown(report: dict) -> str:
         "## Steps",
         "",
         "Seconds: step start to step success or failure. Peak RSS: the step process's `ru_maxrss`, logged by "
-        "the job's step hook. Rows: the row counts its assets reported.",
+        "the job's step hook (else its assets' `peak_rss_mb` metadata; – when neither). Rows: the row counts its "
+        "assets reported. Steps that never started (an upstream step failed) are listed as not run.",
         "",
         "| step | outcome | seconds | peak RSS MB | rows |",
         "|---|---|---:|---:|---|",
