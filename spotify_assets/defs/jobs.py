@@ -23,7 +23,6 @@ pipeline_executor = validating_multiprocess_executor.configured(
 )
 
 
-
 @dg.success_hook(name="log_peak_rss_on_success")
 def log_peak_rss_on_success(context: dg.HookContext) -> None:
     """Log the step process's peak RSS after a step succeeded (read back by benchmarks.run_report)."""
