@@ -84,7 +84,7 @@ def _git() -> dict:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
+                                  timeout=30).stdout.rstrip()  # keep the leading space of porcelain " M path"
         except (OSError, subprocess.SubprocessError):
             return ""
 

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
+import yaml
 
 from spotify_assets.defs.ingest.assets import entp_listens, mpd_slice_tables, msd_songs
 from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.ingest.sensors import mpd_slice_sensor
 from spotify_assets.defs.resources import build_resources
+from spotify_assets.defs.runconfig import config_errors
 from spotify_assets.definitions import defs as project_defs
 from spotify_assets.ingest import list_mpd_slices
+from spotify_assets.resources import PROJECT_ROOT
 
 INGEST_KEYS = {"mpd_playlists", "mpd_playlist_tracks", "entp_listens", "msd_songs"}
 
@@ -111,3 +115,31 @@ def test_nightly_retrain_schedule_targets_train_job() -> None:
     with dg.instance_for_test() as instance:
         requests = list(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests or [])
     assert len(requests) == 1
+
+
+COMMITTED_RUN_CONFIGS = {  # committed run config file -> the job it is for
+    "deploy/full_scale.yaml": "full_pipeline",
+    "deploy/run_logging.yaml": "full_pipeline",
+    "benchmarks/leaderboard_bench.yaml": "leaderboard_job",
+}
+
+
+@pytest.mark.parametrize(("path", "job"), sorted(COMMITTED_RUN_CONFIGS.items()))
+def test_committed_run_configs_validate_against_their_jobs(path: str, job: str) -> None:
+    """Every committed run config passes Dagster's schema check (names, types) and the pipeline
+    executor's value check (ge=1, allowed names) that otherwise fires only when a run starts."""
+    run_config = yaml.safe_load((PROJECT_ROOT / path).read_text())
+    job_def = project_defs.resolve_job_def(job)
+    dg.validate_run_config(job_def, run_config)  # raises DagsterInvalidConfigError
+    assert config_errors(job_def.graph, run_config) == []
+
+
+def test_full_scale_config_downscales_users_like_the_original_system() -> None:
+    run_config = yaml.safe_load((PROJECT_ROOT / "deploy" / "full_scale.yaml").read_text())
+    resolved = dg.validate_run_config(project_defs.resolve_job_def("full_pipeline"), run_config)
+    assert resolved["resources"]["settings"]["config"]["downscale"] == 0.1
+    sweep = resolved["ops"]["bpr_sweep"]["config"]
+    assert len(sweep["dims"]) * len(sweep["lrs"]) * len(sweep["regs"]) * len(sweep["init_stds"]) == 1
+    als = resolved["ops"]["als_model"]["config"]
+    assert len(als["factors"]) * len(als["alphas"]) == 1
+    assert resolved["ops"]["model_leaderboard"]["config"]["full_ranking_users"] > 0  # a seeded sample, not everyone

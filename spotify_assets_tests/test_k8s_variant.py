@@ -34,6 +34,9 @@ def test_same_graph_every_job_on_the_k8s_executor(k8s_module) -> None:
     assert {j.name for j in defs.jobs} == {j.name for j in local.jobs}
     for name in {j.name for j in defs.jobs}:
         assert defs.resolve_job_def(name).executor_def.name == "k8s_step_executor", name
+        # the step hooks that log each step's peak RSS for the run report come along
+        assert {h.name for h in defs.resolve_job_def(name).hook_defs} == {
+            h.name for h in local.resolve_job_def(name).hook_defs} != set(), name
     assert {s.name for s in defs.schedules} == {s.name for s in local.schedules}
     assert {s.name for s in defs.sensors} == {s.name for s in local.sensors}
     for schedule in defs.schedules:

@@ -11,12 +11,12 @@ import dagster as dg
 def job_on(job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition,
            executor: dg.ExecutorDefinition) -> dg.UnresolvedAssetJobDefinition | dg.JobDefinition:
     """The same job on ``executor``: an asset job keeps its name, selection, description, tags,
-    config and partitions; an op job (``simulate_users``) keeps its graph and everything else."""
+    config, partitions and hooks; an op job (``simulate_users``) keeps its graph and everything else."""
     if isinstance(job, dg.JobDefinition):
         return job.with_executor_def(executor)
     return dg.define_asset_job(name=job.name, selection=job.selection, description=job.description, tags=job.tags,
                                run_tags=job.run_tags, config=job.config, partitions_def=job.partitions_def,
-                               metadata=job.metadata, executor_def=executor)
+                               metadata=job.metadata, executor_def=executor, hooks=job.hooks)
 
 
 def with_executor(base: dg.Definitions, executor: dg.ExecutorDefinition,

@@ -4,6 +4,7 @@ import dagster as dg
 
 from spotify_assets.resources import DUCKDB_OP_TAGS
 from spotify_assets.defs.runconfig import validating_multiprocess_executor
+from spotify_assets.step_memory import peak_rss_mb, peak_rss_message
 
 # DuckDB allows one writing process per database file. Steps that open the warehouse are
 # tagged (DUCKDB_OP_TAGS) and run one at a time; everything else runs in parallel.
@@ -21,11 +22,28 @@ pipeline_executor = validating_multiprocess_executor.configured(
     name="pipeline_executor",
 )
 
+
+@dg.success_hook(name="log_peak_rss_on_success")
+def log_peak_rss_on_success(context: dg.HookContext) -> None:
+    """Log the step process's peak RSS after a step succeeded (read back by benchmarks.run_report)."""
+    context.log.info(peak_rss_message(peak_rss_mb(), "success"))
+
+
+@dg.failure_hook(name="log_peak_rss_on_failure")
+def log_peak_rss_on_failure(context: dg.HookContext) -> None:
+    """Log the step process's peak RSS after a step raised (a step killed by the OOM killer logs nothing)."""
+    context.log.info(peak_rss_message(peak_rss_mb(), "failure"))
+
+
+#: Attached to every job: each step's peak memory ends up in the run's event log.
+STEP_MEMORY_HOOKS = {log_peak_rss_on_success, log_peak_rss_on_failure}
+
 full_pipeline = dg.define_asset_job(
     "full_pipeline",
     selection=dg.AssetSelection.all(),
     description="Every asset: ingest every registered MPD slice, ENTP and MSD, then all downstream models.",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 ingest_job = dg.define_asset_job(
@@ -33,6 +51,7 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingest", "staging", "marts"),
     description="Load the raw files into DuckDB and rebuild the staging and mart SQL models.",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 prepare_job = dg.define_asset_job(
@@ -41,6 +60,7 @@ prepare_job = dg.define_asset_job(
     description="Match songs, rebuild the matrices, label liked playlists, split users, assign ownership, "
     "gather the training interactions and sample the evaluation batches.",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 train_job = dg.define_asset_job(
@@ -49,6 +69,7 @@ train_job = dg.define_asset_job(
     description="Retrain BPR, KNN, ALS and popularity on the current splits and rebuild the leaderboard; "
     "retrain the track models (item2vec, similar tracks, duplicates, continuation evaluation).",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 serve_job = dg.define_asset_job(
@@ -57,6 +78,7 @@ serve_job = dg.define_asset_job(
     description="Pick the serving model from the leaderboard, build the Annoy indexes (playlists, users, tracks; "
     "recall measured) and write every user's top-5 recommendations.",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 feedback_retrain_job = dg.define_asset_job(
@@ -67,6 +89,7 @@ feedback_retrain_job = dg.define_asset_job(
     description="Fold new feedback into the training positives, retrain every model, rebuild the leaderboard, "
     "the indexes and the recommendations (what feedback_retrain_sensor launches).",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 leaderboard_job = dg.define_asset_job(
@@ -75,6 +98,7 @@ leaderboard_job = dg.define_asset_job(
     description="Everything the leaderboard needs and nothing after it: ingest, prepare, label, split, every "
     "model, the leaderboard (what `python -m benchmarks leaderboard` runs at bench scale).",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 
@@ -86,6 +110,7 @@ online_job = dg.define_asset_job(
     description="Refresh the online metrics from the service's log and take the canary decision "
     "(what online_metrics_sensor launches when the service logged something new).",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 
 
@@ -94,6 +119,7 @@ online_job = dg.define_asset_job(
     description="Simulated users call the running service (127.0.0.1 only) for their top 5 and like a "
     "recommended playlist when it is one of their held-out positives (simulate_users_schedule, off by default).",
     executor_def=pipeline_executor,
+    hooks=STEP_MEMORY_HOOKS,
 )
 def simulate_users() -> None:
     from spotify_assets.defs.online.assets import simulate_users_op

@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from spotify_assets.ingest import table_schema, transaction
+from spotify_assets.step_memory import peak_rss_mb  # re-exported: the assets put it in their metadata
 
 
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, dg.MetadataValue]:
@@ -38,13 +39,6 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (each step runs in its own process)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table]) -> None:
