@@ -55,6 +55,11 @@ outputs
 """
 
 
+def _elapsed(started: float | None, finished: float | None) -> float | None:
+    """``finished - started`` in seconds, or None when either end is unknown."""
+    return None if started is None or finished is None else finished - started
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One step of a run as its events describe it (times are Unix seconds)."""
@@ -69,9 +74,7 @@ class StepRecord:
     @property
     def seconds(self) -> float | None:
         """Wall seconds from the step's start to its success or failure."""
-        if self.started is None or self.finished is None:
-            return None
-        return self.finished - self.started
+        return _elapsed(self.started, self.finished)
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,7 @@ class RunRecord:
 
     @property
     def wall_seconds(self) -> float | None:
-        if self.started is None or self.finished is None:
-            return None
-        return self.finished - self.started
+        return _elapsed(self.started, self.finished)
 
 
 @dataclass(frozen=True)
