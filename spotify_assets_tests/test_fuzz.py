@@ -964,3 +964,21 @@ def test_a_blank_first_line_sets_the_line_ending(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError) as err:
         load_entp_triplets(con, tmp_path / "train_triplets.txt")
     assert err.value.where == "line 2" and "mixed line endings" in err.value.problem
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("raw", [b"0\t0\t1\r\n0\t0\t1\r", b"0\t0\t1\n1\t1\t2\n2\t2\t3\r"], ids=["crlf", "lf"])
+def test_a_lone_carriage_return_ending_the_last_line_is_refused(tmp_path: Path, raw: bytes, packed: bool) -> None:
+    """Regression (found by the long fuzz run): DuckDB's strict reader refuses a change of line
+    ending anywhere but at the end of the file, so "...\\r\\n0\\t0\\t1\\r" loaded both rows."""
+    con = duckdb.connect()
+    path = tmp_path / "train_triplets.txt"
+    path.write_bytes(gzip.compress(raw) if packed else raw)
+    with pytest.raises(InputFormatError) as err:
+        load_entp_triplets(con, path)
+    lines = raw.count(b"\n") + 1
+    assert err.value.where == f"line {lines}" and "stray carriage return" in err.value.problem
+    assert check_entp(con, tmp_path / "again.txt", raw, "entp_fixed") == "rejected"
+    # a file ended by \r throughout is consistent and loads
+    path.write_bytes(raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r"))
+    assert load_entp_triplets(con, path).rows["entp_listens"] == lines
