@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from benchmarks.naive import NaiveRun
 from spotify_assets.label.scores import HARD_SHARE, LIKED_SHARE
+from spotify_assets.tracks.continuation import ragged_rows
 
 # --------------------------------------------------------------------------------------
 # budgeted chunks
@@ -75,8 +76,7 @@ def rows_equal(indptr_a: np.ndarray, values_a: np.ndarray, indptr_b: np.ndarray,
     if lengths.sum() == 0:
         return equal
     row_of = np.repeat(rows, lengths)
-    within = np.arange(row_of.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    differs = values_a[indptr_a[row_of] + within] != values_b[indptr_b[row_of] + within]
+    differs = values_a[ragged_rows(indptr_a[rows], lengths)] != values_b[ragged_rows(indptr_b[rows], lengths)]
     equal[np.unique(row_of[differs])] = False
     return equal
 
@@ -86,8 +86,7 @@ def gather_rows(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tup
     values of ``values``' dtype)."""
     lengths = np.diff(indptr)[rows]
     out_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    take = np.repeat(indptr[rows] - out_indptr[:-1], lengths) + np.arange(out_indptr[-1])
-    return out_indptr, values[take]
+    return out_indptr, values[ragged_rows(indptr[rows], lengths)]
 
 
 # --------------------------------------------------------------------------------------
