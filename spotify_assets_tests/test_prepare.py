@@ -18,7 +18,27 @@ from spotify_assets.defs.resources import build_resources
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.ingest import list_mpd_slices
 from spotify_assets.prepare import matrices
-from spotify_assets.prepare.matrices import binary_csr, downscale_mask, load_csr
+from spotify_assets.prepare.matrices import downscale_mask, load_csr
+
+
+def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The reference matrix builder: a CSR of ones at (rows, cols) with duplicates collapsed
+    (binary, not counts), through scipy's COO conversion.
+
+    rows, cols : int arrays of equal length; shape : (n_rows, n_cols). Returns float32
+    CSR with canonical format (sorted indices, no duplicates).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols differ in shape: {rows.shape} vs {cols.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
+        raise ValueError("an index is out of the matrix shape")
+    matrix = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    matrix.sort_indices()
+    return matrix
 
 
 def test_binary_csr_collapses_duplicates_to_ones() -> None:

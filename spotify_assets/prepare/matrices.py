@@ -39,25 +39,6 @@ class Interactions:
     downscaled_users: int
 
 
-def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """A CSR of ones at (rows, cols) with duplicates collapsed (binary, not counts).
-
-    rows, cols : int arrays of equal length; shape : (n_rows, n_cols). Returns float32
-    CSR with canonical format (sorted indices, no duplicates).
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    if rows.shape != cols.shape:
-        raise ValueError(f"rows and cols differ in shape: {rows.shape} vs {cols.shape}")
-    if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
-        raise ValueError("an index is out of the matrix shape")
-    matrix = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    matrix.sort_indices()
-    return matrix
-
-
 def downscale_mask(n: int, share: float, seed: int) -> np.ndarray:
     """Boolean (n,) mask keeping round(share * n) items chosen uniformly with ``seed``."""
     if not 0.0 < share <= 1.0:
@@ -94,8 +75,8 @@ def fetch_pairs(con: duckdb.DuckDBPyConnection, query: str, n: int) -> tuple[np.
 
 def sorted_pairs_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     """A CSR of ones from distinct (row, col) pairs already sorted by (row, col): int32 (nnz,)
-    arrays, no duplicates. Returns the same canonical float32 CSR as :func:`binary_csr`
-    without its int64 COO copy and sort."""
+    arrays, no duplicates. Returns a canonical float32 CSR (sorted indices, no duplicates)
+    without a COO copy and sort."""
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
     matrix = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), cols, indptr), shape=shape)
