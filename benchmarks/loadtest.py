@@ -139,7 +139,8 @@ def run_loadtest(data_dir: Path, results: Path, concurrency: int = 4, seconds: f
             finally:
                 _stop(process)
     load_after = os.getloadavg()
-    meta = {"data_dir": str(data_dir), "vector_model": vector_model, "concurrency": concurrency, "seconds": seconds,
+    shown_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
+    meta = {"data_dir": str(shown_dir), "vector_model": vector_model, "concurrency": concurrency, "seconds": seconds,
             "repeats": repeats, "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after], "machine": _machine(), "git": _git(),
             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
@@ -154,7 +155,7 @@ def run_loadtest(data_dir: Path, results: Path, concurrency: int = 4, seconds: f
     md = results / f"loadtest_{name}.md"
     md.write_text(
         f"# Service load test, {name}\n\n"
-        f"Produced by `python -m benchmarks loadtest --data-dir {data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir} "
+        f"Produced by `python -m benchmarks loadtest --data-dir {shown_dir} "
         f"--concurrency {concurrency} --seconds {seconds:g} --repeats {repeats}` on {machine['processor']} "
         f"({machine['cpus']} CPUs), commit {meta['git']['commit'][:10]}, {meta['measured_at']} UTC. "
         f"Load average (1, 5, 15 min) before: {', '.join(map(str, meta['load_average_before']))}; after: "
