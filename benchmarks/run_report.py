@@ -350,8 +350,10 @@ def _rows_cell(rows: dict[str, int]) -> str:
     return "<br>".join(f"{asset}: {count:,}" for asset, count in sorted(rows.items())) or ""
 
 
-def report_dict(run: RunRecord, config: dict, machine: dict, git: dict, note: str = "") -> dict:
-    """Everything the report says, as JSON-ready data (``note``: free text about the conditions)."""
+def report_dict(run: RunRecord, config: dict, machine: dict, git: dict, note: str = "",
+                memory: dict | None = None) -> dict:
+    """Everything the report says, as JSON-ready data (``note``: free text about the conditions;
+    ``memory``: the sampled summed PSS of the run's processes, from ``benchmarks.sample_memory``)."""
     return {
         "schema": SCHEMA,
         "run": {"run_id": run.run_id, "job": run.job_name, "status": run.status, "started": _when(run.started),
@@ -360,6 +362,7 @@ def report_dict(run: RunRecord, config: dict, machine: dict, git: dict, note: st
         "note": note,
         "data": data_summary(run),
         "totals": run_totals(run),
+        "sampled_memory": memory,
         "steps": [{**asdict(step), "seconds": round(step.seconds, 2) if step.seconds is not None else None}
                   for step in run.steps],
         "machine": machine,
@@ -371,6 +374,13 @@ def report_dict(run: RunRecord, config: dict, machine: dict, git: dict, note: st
 def _data_text(data: dict) -> str:
     parts = [f"{count:,} {DATA_ASSETS[asset]}" for asset, count in data["rows"].items()]
     return ", ".join(parts or ["no data-size rows reported"]) + f"; downscale {data['downscale']:g}"
+
+
+def _sampled_memory_rows(memory: dict | None) -> list[str]:
+    if not memory:
+        return []
+    return [f"| peak summed PSS of all the run's processes, sampled every {memory['interval']:g} s | "
+            f"{_mb(memory['peak_mb'])} MB (at {_duration(memory['at_seconds'])}; `{memory['log']}`) |"]
 
 
 def report_markdown(report: dict) -> str:
@@ -403,6 +413,7 @@ def report_markdown(report: dict) -> str:
         f"| largest step peak RSS | {_mb(totals['largest_step_peak_rss_mb'])} MB (`{totals['largest_step']}`) |",
         f"| smallest step peak RSS | {_mb(totals['smallest_step_peak_rss_mb'])} MB |",
         f"| concurrent peak RSS, upper-bound estimate | {_mb(totals['concurrent_peak_rss_mb_upper_bound'])} MB |",
+        *_sampled_memory_rows(report.get("sampled_memory")),
         "",
         "The concurrent peak is an **upper-bound estimate**: the largest sum of step peaks over steps "
         f"whose start-to-end intervals overlap (at {_duration(totals['concurrent_peak_offset_seconds'])} into the "
@@ -435,12 +446,27 @@ def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     return out, json_path
 
 
-def build_report(instance, run_id: str, config_file: Path | None = None, note: str = "") -> dict:
+def sampled_memory(log: Path | None) -> dict | None:
+    """The peak of a ``benchmarks.sample_memory`` log, as report data (None without a log)."""
+    if log is None:
+        return None
+    from benchmarks.sample_memory import read_peak
+
+    peak = read_peak(log)
+    if peak is None:
+        raise LookupError(f"{log}: no '# peak' line (the sampled command did not finish)")
+    return {"peak_mb": peak.peak_mb, "at_seconds": peak.at_seconds, "wall_seconds": peak.wall_seconds,
+            "interval": peak.interval, "log": _relative(log)}
+
+
+def build_report(instance, run_id: str, config_file: Path | None = None, note: str = "",
+                 memory_log: Path | None = None) -> dict:
     """Read ``run_id`` from ``instance`` and return its :func:`report_dict` for this machine and checkout."""
     from benchmarks.harness import _git, _machine
 
     run = read_run(instance, run_id)
-    return report_dict(run, describe_config(run.run_config, config_file), _machine(), _git(), note)
+    return report_dict(run, describe_config(run.run_config, config_file), _machine(), _git(), note,
+                       sampled_memory(memory_log))
 
 
 # --------------------------------------------------------------------------------------
@@ -461,6 +487,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: a committed deploy/*.yaml or benchmarks/*.yaml with the same content)")
     parser.add_argument("--note", default="", metavar="TEXT",
                         help="a sentence on the conditions, printed in the report (e.g. other jobs sharing the CPUs)")
+    parser.add_argument("--memory-log", type=Path, default=None, metavar="LOG",
+                        help="a `python -m benchmarks.sample_memory` log of the run: its peak summed PSS goes in "
+                             "the totals")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="MD",
                         help="markdown report; the JSON goes beside it "
                              f"(default: {DEFAULT_OUT.relative_to(REPO_ROOT)} in the repository)")
@@ -475,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open_instance(args.dagster_home) as instance:
         try:
             run_id = args.run_id or latest_run_id(instance, args.latest)
-            report = build_report(instance, run_id, args.config, args.note)
+            report = build_report(instance, run_id, args.config, args.note, args.memory_log)
         except LookupError as exc:
             print(exc, file=sys.stderr)
             return 2

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from benchmarks.run_report import StepRecord, RunEventTally, build_report, concurrent_peak, main, write_report
+from benchmarks.sample_memory import main as sample_memory_main, read_peak
 from spotify_assets.definitions import defs as project_defs
 from spotify_assets.defs.resources import build_resources
 from spotify_assets.mpd_partitions import range_tags, sync_partitions
@@ -114,6 +115,36 @@ def test_cli_reports_the_latest_run_of_a_job(ingest_run, tmp_path: Path, monkeyp
     assert run_id in capsys.readouterr().out
     assert json.loads((tmp_path / "report.json").read_text())["run"]["run_id"] == run_id
     assert main(["--latest", "no_such_job", "--out", str(tmp_path / "other.md")]) == 2
+
+
+def test_sampled_memory_counts_the_children_and_lands_in_the_report(ingest_run, tmp_path: Path, monkeypatch,
+                                                                    capsys) -> None:
+    """The sampler sees a child process's memory (not just the command's own process), and
+    run_report's --memory-log puts that peak in the totals."""
+    import sys
+
+    log = tmp_path / "memory.log"
+    # the command holds ~40 MB; its child touches 300 MB: only a tree-wide sum sees the child
+    child = ("import time; block = bytearray(300 << 20); block[::4096] = b'x' * len(block[::4096]); "
+             "time.sleep(1.5)")
+    code = sample_memory_main(["--out", str(log), "--interval", "0.2", "--", sys.executable, "-c",
+                               f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"])
+    assert code == 0
+    peak = read_peak(log)
+    assert peak is not None and peak.peak_mb > 300 and peak.interval == 0.2
+    assert sample_memory_main(["--out", str(tmp_path / "x.log"), "--", sys.executable, "-c", "raise SystemExit(3)"]) == 3
+
+    instance, run_id = ingest_run
+    monkeypatch.setattr("benchmarks.run_report.open_instance", lambda home: _borrowed(instance))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["--run-id", run_id, "--memory-log", str(log), "--out", str(tmp_path / "r.md")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["sampled_memory"]["peak_mb"] == peak.peak_mb
+    assert "peak summed PSS of all the run's processes" in (tmp_path / "r.md").read_text()
+    unfinished = tmp_path / "unfinished.log"
+    unfinished.write_text("# elapsed_s pss_mb\n2 100\n")
+    assert main(["--run-id", run_id, "--memory-log", str(unfinished), "--out", str(tmp_path / "u.md")]) == 2
+    assert "did not finish" in capsys.readouterr().err
 
 
 class _borrowed:

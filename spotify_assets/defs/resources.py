@@ -3,7 +3,8 @@
 ``SPOTIFY_ASSETS_DATA_DIR`` (default ``<project>/data``) holds ``raw/`` inputs, the
 ``warehouse/`` DuckDB file and ``artifacts/``. To use the real datasets, point
 ``SPOTIFY_ASSETS_MPD_DIR``, ``SPOTIFY_ASSETS_ENTP_TRIPLETS`` and ``SPOTIFY_ASSETS_MSD_DIR``
-at them (see README). ``SPOTIFY_ASSETS_ARTIFACTS`` moves the artifacts (and the ops'
+at them (see README). ``SPOTIFY_ASSETS_DUCKDB_MEMORY_LIMIT`` (e.g. ``8GB``) caps DuckDB's memory in every step.
+``SPOTIFY_ASSETS_ARTIFACTS`` moves the artifacts (and the ops'
 JSON hand-offs) to a folder or an fsspec URL such as ``s3://bucket/spotify_assets``
 (cached locally under ``SPOTIFY_ASSETS_ARTIFACT_CACHE``), so steps of one run can execute
 on different machines.
@@ -42,7 +43,10 @@ def build_resources(data_dir: Path | None = None) -> dict[str, dg.ConfigurableRe
     artifacts = artifacts_root(data)
     return {
         "warehouse": DuckDBWarehouse(
-            database=os.environ.get("SPOTIFY_ASSETS_DUCKDB", str(data / "warehouse" / "spotify.duckdb"))
+            database=os.environ.get("SPOTIFY_ASSETS_DUCKDB", str(data / "warehouse" / "spotify.duckdb")),
+            # DuckDB's own default is 80% of RAM: too much when a DuckDB step runs beside a
+            # multi-GB label shard at full scale (deploy/full_scale.yaml sets 8GB this way).
+            memory_limit=os.environ.get("SPOTIFY_ASSETS_DUCKDB_MEMORY_LIMIT") or None,
         ),
         "raw_inputs": RawInputs(
             mpd_dir=os.environ.get("SPOTIFY_ASSETS_MPD_DIR", str(raw / "mpd")),
