@@ -15,12 +15,13 @@ import duckdb
 import numpy as np
 import pytest
 
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_MAP_PLOT, TWO_TOWER
 from spotify_assets.defs.ingest.assets import mpd_slice_tables
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.tracks import assets as track_assets
 from spotify_assets.defs.tracks import checks as track_checks
 from spotify_assets.tracks.challenge import CATEGORIES
-from spotify_assets.tracks.two_tower import TWO_TOWER, load_two_tower, popularity_buckets
+from spotify_assets.tracks.two_tower import load_two_tower, popularity_buckets
 from spotify_assets_tests.test_label_split_assets import run_chain
 
 MARTS = {"stg_playlist_tracks", "stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary",
@@ -86,8 +87,9 @@ def test_every_tracks_asset_materializes_with_checks_passing(tracks_run) -> None
 
 def test_embedding_artifact_follows_the_serving_convention(tracks_run) -> None:
     data_dir, _ = tracks_run
-    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz", allow_pickle=False) as arrays:
-        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    arrays = TRACK_EMBEDDINGS.load(TRACK_EMBEDDINGS.under(data_dir / "artifacts"))
+    assert set(arrays) == set(TRACK_EMBEDDINGS.arrays)  # nothing undeclared
+    vectors, track_ids = arrays["vectors"], arrays["track_ids"]
     assert vectors.dtype == np.float32 and track_ids.dtype == np.int64 and vectors.shape[0] == track_ids.shape[0]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     with warehouse(data_dir) as con:
@@ -103,8 +105,8 @@ def test_embedding_artifact_follows_the_serving_convention(tracks_run) -> None:
 def test_item2vec_puts_same_genre_tracks_closer_than_cross_genre(tracks_run) -> None:
     data_dir, result = tracks_run
     assert events(result)["track_embeddings"]["method"].value == "item2vec"
-    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz") as arrays:
-        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    arrays = TRACK_EMBEDDINGS.load(TRACK_EMBEDDINGS.under(data_dir / "artifacts"), "vectors", "track_ids")
+    vectors, track_ids = arrays["vectors"], arrays["track_ids"]
     with warehouse(data_dir) as con:
         uri = dict(con.execute("SELECT track_id, track_uri FROM track_dictionary").fetchall())
     genre_of = {row["track_uri"]: int(row["genre"]) for row in read_tsv(data_dir / "raw" / "truth" / "track_genre.tsv")}
@@ -149,7 +151,7 @@ def test_embedding_map_is_a_non_trivial_png(tracks_run) -> None:
     from matplotlib.image import imread
 
     data_dir, result = tracks_run
-    path = data_dir / "artifacts" / "tracks" / "track_embedding_map.png"
+    path = TRACK_MAP_PLOT.under(data_dir / "artifacts")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     image = imread(path)
     assert image.shape[0] > 300 and image.shape[1] > 300
@@ -193,7 +195,7 @@ def test_two_tower_trains_on_train_playlists_only(tracks_run) -> None:
     """The model's vocabulary and popularity buckets are those of the train split: no track
     occurrence from a val or test playlist reached it."""
     data_dir, result = tracks_run
-    model = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER))
+    model = load_two_tower(TWO_TOWER.under(data_dir / "artifacts"))
     with warehouse(data_dir) as con:
         counts = dict(con.execute(
             "SELECT track_id, count(*) FROM playlist_track_ids JOIN track_playlist_splits USING (pid) "
@@ -213,8 +215,8 @@ def test_two_tower_trains_on_train_playlists_only(tracks_run) -> None:
 
 
 def _digests(data_dir: Path) -> dict[str, str]:
-    out = {"embeddings": hashlib.sha256((data_dir / "artifacts" / "tracks" / "track_embeddings.npz").read_bytes()).hexdigest()}
-    weights = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER)).net.state_dict()
+    out = {"embeddings": hashlib.sha256(TRACK_EMBEDDINGS.under(data_dir / "artifacts").read_bytes()).hexdigest()}
+    weights = load_two_tower(TWO_TOWER.under(data_dir / "artifacts")).net.state_dict()
     out["two_tower"] = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
     with warehouse(data_dir) as con:
         for table in TABLES:

@@ -62,7 +62,6 @@ from spotify_assets.train.progress import TrainClock
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "TWO_TOWER",
     "TrackFeatures",
     "TwoTowerConfig",
     "TwoTowerModel",
@@ -77,8 +76,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "spotify_assets.two_tower/1"
-#: the model's artifact under the artifact root (written by the two_tower_model asset)
-TWO_TOWER = ("tracks", "two_tower.pt")
 DURATION_STEP_MS = 30_000
 DURATION_BUCKETS = 22  # 0 = unknown, 1..20 = 30 s steps, 21 = 10 min or longer
 POPULARITY_BUCKETS = 32  # 0 = never in training, b = floor(log2(count)) + 1

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_INDEX, TRACK_MAP_PLOT, TWO_TOWER
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.tracks import continuation as cont
@@ -41,7 +42,7 @@ from spotify_assets.tracks.duplicates import (
     pair_cosines,
     verdicts,
 )
-from spotify_assets.tracks.embedding_map import GENRE_KEYWORDS, MAP_PNG, name_genres, pca_2d, render_map, track_genres
+from spotify_assets.tracks.embedding_map import GENRE_KEYWORDS, name_genres, pca_2d, render_map, track_genres
 from spotify_assets.tracks.item2vec import (
     Item2VecConfig,
     build_vocabulary,
@@ -51,8 +52,8 @@ from spotify_assets.tracks.item2vec import (
     train_item2vec,
 )
 from spotify_assets.tracks.playlists import PlaylistData, load_playlists
-from spotify_assets.tracks.similar import EMBEDDINGS, TRACK_INDEX, load_embeddings, similar_tracks, track_details
-from spotify_assets.tracks.two_tower import TWO_TOWER, TwoTowerConfig, load_two_tower, train_two_tower
+from spotify_assets.tracks.similar import TrackEmbeddings, similar_tracks, track_details
+from spotify_assets.tracks.two_tower import TwoTowerConfig, load_two_tower, train_two_tower
 
 TRACKS = "tracks"
 CONTEXT = 5
@@ -70,6 +71,10 @@ def _playlists(warehouse: DuckDBWarehouse, **parts: bool) -> PlaylistData:
             return load_playlists(con, **parts)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from exc
+
+
+def _embeddings(artifacts: ArtifactStore) -> TrackEmbeddings:
+    return TrackEmbeddings.from_arrays(artifacts.read(TRACK_EMBEDDINGS, "vectors", "track_ids"))
 
 
 def _md_rows(rows: list[dict], digits: int = 4) -> str:
@@ -208,7 +213,7 @@ def track_embeddings(context: dg.AssetExecutionContext, config: TrackEmbeddingCo
     scored = [t for t in trials if np.isfinite(t["val_ndcg"])]
     best = max(scored, key=lambda t: t["val_ndcg"])["method"] if scored else "item2vec"
     vectors = candidates[best][0]
-    path = artifacts.save_arrays(*EMBEDDINGS, vectors=vectors, track_ids=vocab.track_ids.astype(np.int64))
+    path = artifacts.write(TRACK_EMBEDDINGS, vectors=vectors, track_ids=vocab.track_ids.astype(np.int64))
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
         "method": best,
@@ -245,8 +250,8 @@ class SimilarTracksConfig(dg.Config):
 
 
 @dg.asset(name="similar_tracks", group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS,
-          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_index", "track_dictionary"], op_tags=DUCKDB_OP_TAGS,
-          pool=DUCKDB_POOL)
+          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_index", "track_dictionary"],
+          op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTracksConfig, warehouse: DuckDBWarehouse,
                          artifacts: ArtifactStore) -> dg.MaterializeResult:
     """The ``k`` nearest tracks by embedding cosine of the most popular embedded tracks
@@ -254,8 +259,8 @@ def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTrack
     serving Annoy index when it exists, exact otherwise; examples for a few hits in the
     metadata. The same lookup is ``python -m spotify_assets.tracks similar "<name>"``."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
-    index_path = artifacts.path(*TRACK_INDEX)
+    embeddings = _embeddings(artifacts)
+    index_path = artifacts.file(TRACK_INDEX)
     with warehouse.connect() as con:
         popularity = con.execute("SELECT track_id, n_playlists FROM track_dictionary").fetchnumpy()
         pop = np.zeros(int(np.max(popularity["track_id"], initial=-1)) + 1, np.int64)
@@ -314,7 +319,7 @@ def duplicate_tracks(context: dg.AssetExecutionContext, config: DuplicateTracksC
     ``duplicate_tracks``: one row per group member with its canonical (most popular) track,
     key, cosine to the canonical track and verdict."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
+    embeddings = _embeddings(artifacts)
     with warehouse.connect() as con:
         rows = con.execute("SELECT track_id, track_uri, track_name, artist_name, n_playlists FROM track_dictionary "
                            "ORDER BY track_id").fetchnumpy()
@@ -382,7 +387,7 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
     principal components, each track coloured by the genre its playlists' names suggest
     ("country roads", "workout", "chill vibes" ...; majority vote over its playlists)."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
+    embeddings = _embeddings(artifacts)
     with warehouse.connect(read_only=True) as con:
         names = con.execute("SELECT pid, name FROM stg_playlists ORDER BY pid").fetchnumpy()
         rows = con.execute("SELECT pid, track_id FROM playlist_track_ids").fetchnumpy()
@@ -396,10 +401,10 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
     order = np.lexsort((embeddings.track_ids, -counts[embeddings.track_ids]))[: config.top_tracks]
     coords, explained = pca_2d(embeddings.vectors[order])
     genre = track_genres(row_genre, row_track, embeddings.track_ids[order])
-    with artifacts.atomic_path(*MAP_PNG) as tmp:
+    with artifacts.writing(TRACK_MAP_PLOT) as tmp:
         title = f"{order.size:,} most popular tracks: embeddings on 2 principal components, by playlist-name genre"
         legend = render_map(coords, genre, tmp, title, top_genres=config.top_genres, explained=explained)
-    path = artifacts.path(*MAP_PNG)
+    path = artifacts.file(TRACK_MAP_PLOT)
     encoded = base64.b64encode(path.read_bytes()).decode()
     labelled = int((genre >= 0).sum())
     return dg.MaterializeResult(metadata={
@@ -496,10 +501,10 @@ def two_tower_model(context: dg.AssetExecutionContext, config: TwoTowerModelConf
                                                          if f.name in TwoTowerModelConfig.model_fields})
     context.log.info(f"two-tower: {train_indptr.size - 1:,} train playlists, {val.size:,} val queries")
     result = train_two_tower(train_indptr, train_tracks, data.part_names(cont.TRAIN), data.features, model_config,
-                             artifacts.path(*TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
+                             artifacts.file(TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
                              catalogue=_catalogue(warehouse), accelerator=config.accelerator,
                              log=context.log.info)
-    location = artifacts.publish(*TWO_TOWER)
+    location = artifacts.publish(*TWO_TOWER.path)
     history = [{k: v for k, v in row.items()} for row in result.history]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(location),
@@ -562,8 +567,8 @@ def playlist_continuation_eval(context: dg.AssetExecutionContext, config: Contin
     table in the metadata."""
     started = time.perf_counter()
     data = _playlists(warehouse, with_names=True)
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
-    model = load_two_tower(artifacts.path(*TWO_TOWER))
+    embeddings = _embeddings(artifacts)
+    model = load_two_tower(artifacts.file(TWO_TOWER))
     train_indptr, train_tracks = data.part(cont.TRAIN)
     train = cont.playlist_track_matrix(train_indptr, train_tracks, data.n_tracks)
     known = np.asarray(train.sum(axis=0)).ravel() > 0
