@@ -101,6 +101,7 @@ class CanaryConfig(dg.Config):
 
 @dg.asset(
     group_name=ONLINE_GROUP, owners=OWNERS, kinds={"json", "duckdb"},
+    # the DuckDB tables: a decision follows fresh metrics (the counts it reads come from the feedback log)
     deps=["online_metrics"], automation_condition=EAGER_WHEN_CHECKS_PASS,
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,

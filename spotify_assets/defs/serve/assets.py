@@ -27,6 +27,8 @@ from spotify_assets.contract import (
     BUNDLE_PLAYLISTS,
     BUNDLE_SONGS,
     BUNDLE_USERS,
+    INTERACTIONS,
+    NEIGHBORS,
     PLAYLIST_INDEX,
     PLAYLIST_INDEX_INFO,
     PLAYLIST_SONG,
@@ -41,6 +43,7 @@ from spotify_assets.contract import (
     USER_INDEX_INFO,
     USER_SONG,
     Artifact,
+    deps,
 )
 from spotify_assets.defs.train.assets import load_neighbors
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
@@ -165,9 +168,10 @@ def _playlist_previews(con, n: int) -> pa.Table:
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy", "duckdb"},
-    deps=["model_leaderboard", "bpr_model", "als_model", "song_ranker", "popularity_model", "training_interactions",
-          "user_neighbors", "user_song_matrix", "playlist_song_matrix", "stg_playlists", "stg_playlist_tracks",
-          "stg_listens", "msd_song_keys", "mpd_track_keys"],
+    # the artifacts it reads, then the DuckDB tables (model_leaderboard: the table, not its plot)
+    deps=[*deps(BPR_CHECKPOINT, ALS, SONG_RANKER, POPULARITY, INTERACTIONS, NEIGHBORS, USER_SONG, PLAYLIST_SONG),
+          "model_leaderboard", "stg_playlists", "stg_playlist_tracks", "stg_listens", "msd_song_keys",
+          "mpd_track_keys"],
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
 )
@@ -345,8 +349,8 @@ def _not_a_vector_bundle(context, artifacts: ArtifactStore, index_file: Artifact
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[_recall_spec("playlist_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(BUNDLE, BUNDLE_INFO), check_specs=[_recall_spec("playlist_index")],
 )
 def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                    settings: PipelineSettings) -> dg.MaterializeResult:
@@ -368,8 +372,8 @@ def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artif
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[_recall_spec("user_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(BUNDLE, BUNDLE_INFO), check_specs=[_recall_spec("user_index")],
 )
 def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                settings: PipelineSettings) -> dg.MaterializeResult:
@@ -397,7 +401,8 @@ class RecommendationsConfig(dg.Config):
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb", "annoy"},
-    deps=["playlist_index"],
+    # the whole bundle, through the index's .json (written last, after serving_model's files)
+    deps=deps(PLAYLIST_INDEX_INFO),
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
     check_specs=[dg.AssetCheckSpec("recommendations_valid", asset="recommendations", blocking=True,
@@ -494,8 +499,8 @@ def recommendations_valid(uid: np.ndarray, playlist_idx: np.ndarray, lengths: np
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["track_embeddings"],
-    check_specs=[_recall_spec("track_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(TRACK_EMBEDDINGS), check_specs=[_recall_spec("track_index")],
 )
 def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                 settings: PipelineSettings) -> dg.MaterializeResult:
@@ -520,7 +525,7 @@ class RolloutConfig(dg.Config):
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"json"},
-    deps=["recommendations"],
+    deps=["recommendations"],  # the DuckDB table: a bundle is deployed once its lists were written and checked
 )
 def serving_rollout(context: dg.AssetExecutionContext, config: RolloutConfig,
                     artifacts: ArtifactStore) -> dg.MaterializeResult:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_INDEX, TRACK_MAP_PLOT, TWO_TOWER
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_INDEX, TRACK_MAP_PLOT, TWO_TOWER, deps
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.tracks import continuation as cont
@@ -250,7 +250,7 @@ class SimilarTracksConfig(dg.Config):
 
 
 @dg.asset(name="similar_tracks", group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS,
-          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_index", "track_dictionary"],
+          kinds={"duckdb", "numpy"}, deps=[*deps(TRACK_EMBEDDINGS, TRACK_INDEX), "track_dictionary"],
           op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTracksConfig, warehouse: DuckDBWarehouse,
                          artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -309,7 +309,7 @@ class DuplicateTracksConfig(dg.Config):
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"},
-          deps=["track_embeddings", "track_dictionary"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
+          deps=[*deps(TRACK_EMBEDDINGS), "track_dictionary"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def duplicate_tracks(context: dg.AssetExecutionContext, config: DuplicateTracksConfig, warehouse: DuckDBWarehouse,
                      artifacts: ArtifactStore, settings: PipelineSettings) -> dg.MaterializeResult:
     """Tracks that are the same song under different URIs: equal canonical song keys (case,
@@ -380,7 +380,7 @@ class EmbeddingMapConfig(dg.Config):
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
-          deps=["track_embeddings", "stg_playlists", "playlist_track_ids"])
+          deps=[*deps(TRACK_EMBEDDINGS), "stg_playlists", "playlist_track_ids"])
 def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapConfig, warehouse: DuckDBWarehouse,
                         artifacts: ArtifactStore) -> dg.MaterializeResult:
     """A PNG scatter of the most popular tracks' embeddings projected on their first two
@@ -551,8 +551,7 @@ def _bench_table() -> str | None:
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb", "numpy"},
-          deps=["track_embeddings", "two_tower_model", "next_track_examples", "playlist_track_ids",
-                "stg_playlists"],
+          deps=[*deps(TRACK_EMBEDDINGS, TWO_TOWER), "next_track_examples", "playlist_track_ids", "stg_playlists"],
           op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def playlist_continuation_eval(context: dg.AssetExecutionContext, config: ContinuationEvalConfig,
                                warehouse: DuckDBWarehouse, artifacts: ArtifactStore,
