@@ -59,6 +59,22 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def test_two_tower_run_config_defaults_are_the_models() -> None:
+    """The asset's launchpad defaults are TwoTowerConfig's, field by field, so the asset and
+    ``benchmarks.continuation`` train with the same settings unless told otherwise."""
+    from dataclasses import fields
+
+    from spotify_assets.tracks.two_tower import TwoTowerConfig
+
+    model, run_config = TwoTowerConfig(), track_assets.TwoTowerModelConfig.model_fields
+    shared = [f.name for f in fields(TwoTowerConfig) if f.name in run_config]
+    # seed comes from PipelineSettings; the other three are the model's own
+    assert {f.name for f in fields(TwoTowerConfig)} - set(shared) == {"context_sizes", "lr_decay", "init_std", "seed"}
+    assert {n: run_config[n].default for n in shared} == {n: getattr(model, n) for n in shared}
+    assert (model.title_dropout, model.sparse_lr) == (0.3, 0.02)  # what `make run` trained before they were one
+    assert all(field.description for field in run_config.values())  # the launchpad says what each one is
+
+
 @pytest.fixture(scope="module")
 def tracks_run(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("tracks") / "data"

@@ -113,7 +113,9 @@ def popularity_buckets(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
-    """Training settings (defaults sized for the committed sample on 2 CPU cores).
+    """Training settings (defaults sized for the committed sample on 2 CPU cores). The one
+    source of the defaults: the ``two_tower_model`` asset's run config and
+    ``benchmarks.continuation`` take theirs from here.
 
     dim : query / track vector size; hidden : width of the two MLPs.
     name_buckets : rows of the hashed name n-gram table.
@@ -145,9 +147,9 @@ class TwoTowerConfig:
     examples_per_playlist: int = 4
     context_sizes: tuple[int, ...] = (0, 1, 5, 10, 25, 100)
     random_context_share: float = 0.2
-    title_dropout: float = 0.2
+    title_dropout: float = 0.3
     lr: float = 2e-3
-    sparse_lr: float = 0.05
+    sparse_lr: float = 0.02
     lr_decay: float = 1.0
     init_std: float = 0.05
     cpu_threads: int = 1

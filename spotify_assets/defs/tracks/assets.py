@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_INDEX, TRACK_MAP_PLOT, TWO_TOWER, deps
@@ -426,41 +427,37 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
 # --------------------------------------------------------------------------------------
 
 
-class TwoTowerModelConfig(dg.Config):
-    """The two-tower model's settings (:class:`~spotify_assets.tracks.two_tower.TwoTowerConfig`);
-    defaults train in well under a minute on the committed sample on one CPU core."""
+#: the model's defaults: the run config's come from here, so the asset and the benchmark train alike
+_TWO_TOWER = TwoTowerConfig()
 
-    dim: int = 64
-    """Query and track vector size."""
-    hidden: int = 128
-    """Width of the playlist and track MLPs."""
-    name_buckets: int = 1 << 15
-    """Rows of the hashed name n-gram table."""
-    batch_size: int = 256
-    """Examples per step."""
-    positives_per_example: int = 8
-    """Held-out tracks each example must find (all others in the step are its negatives)."""
-    uniform_negatives: int = 1024
-    """Extra negatives per step, uniform over the vocabulary (log-frequency corrected)."""
-    max_epochs: int = 12
-    patience: int = 2
-    """Epochs without a better val NDCG before stopping."""
-    examples_per_playlist: int = 4
-    """Rounds over the training playlists per epoch."""
-    title_dropout: float = 0.3
-    """Share of examples with context tracks whose name is hidden (the "no title" categories)."""
-    random_context_share: float = 0.2
-    """Share of examples whose context is random positions (the "random" categories)."""
-    lr: float = 2e-3
-    """Adam step of the dense layers."""
-    sparse_lr: float = 0.02
-    """Row-wise Adagrad step of the embedding tables."""
-    cpu_threads: int = 1
-    """Torch threads on CPU (0 = torch's default)."""
-    val_per_category: int = 100
-    """Val playlists per challenge category for early stopping; 0 = all."""
-    accelerator: str = "auto"
-    """'auto' trains on CUDA when torch sees a GPU, else CPU."""
+
+class TwoTowerModelConfig(dg.Config):
+    """The two-tower model's settings (:class:`~spotify_assets.tracks.two_tower.TwoTowerConfig`,
+    whose defaults these are); they train in well under a minute on the committed sample on one
+    CPU core. The descriptions are what the launchpad shows."""
+
+    dim: int = Field(default=_TWO_TOWER.dim, description="Query and track vector size.")
+    hidden: int = Field(default=_TWO_TOWER.hidden, description="Width of the playlist and track MLPs.")
+    name_buckets: int = Field(default=_TWO_TOWER.name_buckets, description="Rows of the hashed name n-gram table.")
+    batch_size: int = Field(default=_TWO_TOWER.batch_size, description="Examples per step.")
+    positives_per_example: int = Field(default=_TWO_TOWER.positives_per_example, description=(
+        "Held-out tracks each example must find (all others in the step are its negatives)."))
+    uniform_negatives: int = Field(default=_TWO_TOWER.uniform_negatives, description=(
+        "Extra negatives per step, uniform over the vocabulary (log-frequency corrected)."))
+    max_epochs: int = Field(default=_TWO_TOWER.max_epochs, description="Epochs at most.")
+    patience: int = Field(default=_TWO_TOWER.patience, description="Epochs without a better val NDCG before stopping.")
+    examples_per_playlist: int = Field(default=_TWO_TOWER.examples_per_playlist,
+                                       description="Rounds over the training playlists per epoch.")
+    title_dropout: float = Field(default=_TWO_TOWER.title_dropout, description=(
+        'Share of examples with context tracks whose name is hidden (the "no title" categories).'))
+    random_context_share: float = Field(default=_TWO_TOWER.random_context_share, description=(
+        'Share of examples whose context is random positions (the "random" categories).'))
+    lr: float = Field(default=_TWO_TOWER.lr, description="Adam step of the dense layers.")
+    sparse_lr: float = Field(default=_TWO_TOWER.sparse_lr, description="Row-wise Adagrad step of the embedding tables.")
+    cpu_threads: int = Field(default=_TWO_TOWER.cpu_threads, description="Torch threads on CPU (0 = torch's default).")
+    val_per_category: int = Field(default=100, description=(
+        "Val playlists per challenge category for early stopping; 0 = all."))
+    accelerator: str = Field(default="auto", description="'auto' trains on CUDA when torch sees a GPU, else CPU.")
 
 
 def _catalogue(warehouse: DuckDBWarehouse) -> Callable[[np.ndarray], dict[str, list[str]]]:
