@@ -249,19 +249,21 @@ BUNDLE_PLAYLIST_TRACKS = Artifact("serving_model", ("serve", "playlist_tracks.pa
                                   description="the first tracks of each playlist (what the page shows)")
 BUNDLE_SONGS = Artifact("serving_model", ("serve", "songs.parquet"), "parquet",
                         description="name per song column of the song matrices")
-PLAYLIST_INDEX = Artifact("playlist_index", ("serve", "playlist_index.ann"), "ann",
-                          description="Annoy (dot) over the bundle's indexed playlist vectors")
-PLAYLIST_INDEX_INFO = Artifact("playlist_index", ("serve", "playlist_index.json"), "json",
-                               description="metric, settings, measured recall and speeds, the bundle id it was "
-                                           "built for; written last (the service reloads on it)")
-USER_INDEX = Artifact("user_index", ("serve", "user_index.ann"), "ann",
-                      description="Annoy (angular) over the bundle's user vectors")
-USER_INDEX_INFO = Artifact("user_index", ("serve", "user_index.json"), "json",
-                           description="metric, settings, measured recall and speeds, the bundle id")
-TRACK_INDEX = Artifact("track_index", ("serve", "track_index.ann"), "ann",
-                       description="Annoy (angular) over the track embeddings, item i = row i")
-TRACK_INDEX_INFO = Artifact("track_index", ("serve", "track_index.json"), "json",
-                            description="metric, settings, measured recall and speeds")
+
+
+def _annoy_index(asset: str, over: str, info: str = "") -> tuple[Artifact, Artifact]:
+    """An index asset's ``serve/<asset>.ann`` and the ``.json`` it writes after it."""
+    return (Artifact(asset, ("serve", f"{asset}.ann"), "ann", description=f"Annoy {over}"),
+            Artifact(asset, ("serve", f"{asset}.json"), "json",
+                     description=f"metric, settings, measured recall and speeds{info}"))
+
+
+PLAYLIST_INDEX, PLAYLIST_INDEX_INFO = _annoy_index(
+    "playlist_index", "(dot) over the bundle's indexed playlist vectors",
+    "; the bundle id it was built for; written last (the service reloads on it)")
+USER_INDEX, USER_INDEX_INFO = _annoy_index("user_index", "(angular) over the bundle's user vectors",
+                                           "; the bundle id it was built for")
+TRACK_INDEX, TRACK_INDEX_INFO = _annoy_index("track_index", "(angular) over the track embeddings, item i = row i")
 ROLLOUT = Artifact("serving_rollout", ("serve", "rollout.json"), "json",
                    description="champion, canary candidate and its share of users, history; canary_decision "
                                "rewrites it")
