@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import REPO_ROOT, _git, _machine
+from spotify_assets.contract import BUNDLE_DIR, BUNDLE_INFO, BUNDLE_USERS
 
 PATHS = (("vector", "annoy"), ("vector", "exact"), ("song_ranker", "exact"))
 TARGETS = ("api", "page")
@@ -79,7 +80,7 @@ def _build_bundle(data_dir: Path, artifacts: Path, model: str) -> dict:
                             run_config={"ops": {"serving_model": {"config": {"model": model}}}})
     if not result.success:
         raise RuntimeError(f"building the {model} bundle failed")
-    return json.loads((artifacts / "serve" / "serving_model.json").read_text())
+    return json.loads(BUNDLE_INFO.under(artifacts).read_text())
 
 
 def _serve(artifacts: Path, search: str, port: int, log: Path) -> subprocess.Popen:
@@ -113,12 +114,12 @@ def run_loadtest(data_dir: Path, results: Path, concurrency: int = 4, seconds: f
             if model not in built:
                 artifacts = Path(scratch) / model / "artifacts"
                 artifacts.mkdir(parents=True)
-                _linked_copy(data_dir / "artifacts", artifacts, skip=("serve",))
+                _linked_copy(data_dir / "artifacts", artifacts, skip=BUNDLE_DIR)
                 log(f"[loadtest] building the {model} bundle")
                 _build_bundle(data_dir, artifacts, model)
                 built[model] = artifacts
             artifacts = built[model]
-            users = pq.read_table(artifacts / "serve" / "users.parquet").column("user_id").to_pylist()
+            users = pq.read_table(BUNDLE_USERS.under(artifacts)).column("user_id").to_pylist()
             port = free_port()
             process = _serve(artifacts, search, port, Path(scratch) / f"{model}-{search}.log")
             try:

@@ -8,13 +8,15 @@ which loads only the arrays asked for; asset dependencies come from :func:`deps`
 artifacts an asset reads, so a dependency and the file it stands for cannot drift apart.
 
 No Dagster here: the service, the CLIs and the benchmarks use the same declarations
-through :class:`~spotify_assets.paths`' store root.
+through :class:`~spotify_assets.paths`' store root (:meth:`Artifact.under` for a local
+folder, :meth:`Artifact.load` for an ``.npz`` file in it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +33,7 @@ class Artifact:
     asset : the asset (key) that writes it.
     path : its place under the artifact store, e.g. ``("label", "labels.npz")``.
     format : "npz" (named arrays), "csr" (a scipy CSR matrix), "pt" (a torch weights file),
-        "json", "png", "ann" (an Annoy index), "parquet".
+        "json", "png", "ann" (an Annoy index), "parquet", "folder" (pieces that are folders).
     arrays : for "npz": array name -> dtype spec (a numpy dtype name, or "int"/"float" for
         any width); the arrays every writer must provide.
     optional : "npz" arrays a writer may leave out.
@@ -48,11 +50,29 @@ class Artifact:
     partitioned: bool = False
     description: str = ""
 
+    @property
+    def name(self) -> str:
+        """The file's name: where it lies in any folder holding a copy (a deployed serving bundle)."""
+        return self.path[-1]
+
     def piece(self, name: str) -> tuple[str, ...]:
         """The path of one piece of a partitioned artifact."""
         if not self.partitioned:
             raise ValueError(f"{self.asset}'s {'/'.join(self.path)} is one file, not a folder of pieces")
         return (*self.path, name)
+
+    def under(self, root: Path | str, piece: str | None = None) -> Path:
+        """Its path under a local artifacts folder ``root`` (readers without an artifact store:
+        the service, the CLIs, tests)."""
+        return Path(root).joinpath(*(self.piece(piece) if piece is not None else self.path))
+
+    def load(self, path: Path | str, *names: str) -> dict[str, np.ndarray]:
+        """The arrays ``names`` (every stored one when none is named) of this ``.npz`` artifact
+        from the local file ``path`` (pickle disabled); the others are never read."""
+        if self.format != "npz":
+            raise ValueError(f"{'/'.join(self.path)} is a {self.format} file, not named arrays")
+        self.check_names(names)
+        return load_npz(path, names or None)
 
     def check_names(self, names: tuple[str, ...]) -> None:
         """KeyError naming the artifact for array names it does not declare."""
@@ -75,6 +95,21 @@ class Artifact:
             if not _dtype_matches(np.asarray(value).dtype, specs[name]):
                 raise ValueError(f"{'/'.join(self.path)}: array {name!r} is {np.asarray(value).dtype}, "
                                  f"declared {specs[name]}")
+
+
+def load_npz(path: Path | str, names: tuple[str, ...] | None = None, where: str | None = None
+             ) -> dict[str, np.ndarray]:
+    """Read an uncompressed ``.npz`` (pickle disabled): every array, or only ``names`` (members
+    load lazily, so at full scale a step reading a third of labels.npz reads a third of it).
+    FileNotFoundError / KeyError name ``where`` (default: the path)."""
+    where = where or str(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"artifact {where} is missing: materialize its asset first")
+    with np.load(path, allow_pickle=False) as data:
+        missing = sorted(set(names or ()) - set(data.files))
+        if missing:
+            raise KeyError(f"artifact {where} has no arrays {missing}: re-materialize its asset")
+        return {name: data[name] for name in (names if names is not None else data.files)}
 
 
 def _dtype_matches(dtype: np.dtype, spec: str) -> bool:
@@ -171,6 +206,81 @@ MODEL_SUMMARIES = {model: Artifact(asset, ("train", f"{model}.json"), "json",
 
 LEADERBOARD_PLOT = Artifact("model_leaderboard", ("evaluate", "leaderboard.png"), "png",
                             description="test Recall@10 / NDCG@10 per model and segment")
+
+# --------------------------------------------------------------------------------------
+# tracks
+# --------------------------------------------------------------------------------------
+
+TRACK_EMBEDDINGS = Artifact("track_embeddings", ("tracks", "track_embeddings.npz"),
+                            arrays={"vectors": "float32", "track_ids": "int64"},
+                            description="item2vec (or PPMI + SVD) vectors, L2-normalised, one row per embedded "
+                                        "track; track_ids are dense ids of track_dictionary")
+TRACK_MAP_PLOT = Artifact("track_embedding_map", ("tracks", "track_embedding_map.png"), "png",
+                          description="the most popular tracks on 2 principal components, by playlist-name genre")
+TWO_TOWER = Artifact("two_tower_model", ("tracks", "two_tower.pt"), "pt",
+                     description="two-tower weights, vocabulary, track features and names "
+                                 "(torch.load(weights_only=True)); served by POST /api/playlist/continue")
+
+# --------------------------------------------------------------------------------------
+# serve: the serving bundle (one folder: serve/, or a deployed copy), the indexes, the rollout
+# --------------------------------------------------------------------------------------
+
+_VECTOR_ARRAYS = {"user_vectors": "float32", "playlist_vectors": "float32", "indexed_playlists": "int64"}
+#: prefix of the song ranker's weight arrays inside the serving bundle
+RANKER_PREFIX = "ranker_"
+_RANKER_ARRAYS = {**{f"{RANKER_PREFIX}{name}": dtype for name, dtype in SONG_RANKER.arrays.items()},
+                  "neighbors": "int32", "similarities": "float32"}
+_SONG_ARRAYS = {f"{which}_song_{part}": dtype for which in ("user", "playlist")
+                for part, dtype in (("indptr", "int64"), ("indices", "int32"))}
+BUNDLE = Artifact("serving_model", ("serve", "serving_model.npz"),
+                  arrays={"excluded_indptr": "int64", "excluded": "int64", "cold_start": "bool",
+                          "popular": "int64", "popular_scores": "float32"},
+                  optional={**_VECTOR_ARRAYS, **_RANKER_ARRAYS, **_SONG_ARRAYS},
+                  description="what the service scores with: per-user exclusions (CSR), cold-start flag, popularity "
+                              "list; vectors with the bias folded in (kind vectors) or the song ranker's weights "
+                              "and neighbours (kind song_ranker); the user-song / playlist-song matrices")
+BUNDLE_INFO = Artifact("serving_model", ("serve", "serving_model.json"), "json",
+                       description="the bundle's model, kind, bundle id, version and sizes")
+BUNDLE_PLAYLISTS = Artifact("serving_model", ("serve", "playlists.parquet"), "parquet",
+                            description="pid and name per playlist, dense order")
+BUNDLE_USERS = Artifact("serving_model", ("serve", "users.parquet"), "parquet",
+                        description="user_id per user, dense order")
+BUNDLE_PLAYLIST_TRACKS = Artifact("serving_model", ("serve", "playlist_tracks.parquet"), "parquet",
+                                  description="the first tracks of each playlist (what the page shows)")
+BUNDLE_SONGS = Artifact("serving_model", ("serve", "songs.parquet"), "parquet",
+                        description="name per song column of the song matrices")
+
+
+def _annoy_index(asset: str, over: str, info: str = "") -> tuple[Artifact, Artifact]:
+    """An index asset's ``serve/<asset>.ann`` and the ``.json`` it writes after it."""
+    return (Artifact(asset, ("serve", f"{asset}.ann"), "ann", description=f"Annoy {over}"),
+            Artifact(asset, ("serve", f"{asset}.json"), "json",
+                     description=f"metric, settings, measured recall and speeds{info}"))
+
+
+PLAYLIST_INDEX, PLAYLIST_INDEX_INFO = _annoy_index(
+    "playlist_index", "(dot) over the bundle's indexed playlist vectors",
+    "; the bundle id it was built for; written last (the service reloads on it)")
+USER_INDEX, USER_INDEX_INFO = _annoy_index("user_index", "(angular) over the bundle's user vectors",
+                                           "; the bundle id it was built for")
+TRACK_INDEX, TRACK_INDEX_INFO = _annoy_index("track_index", "(angular) over the track embeddings, item i = row i")
+ROLLOUT = Artifact("serving_rollout", ("serve", "rollout.json"), "json",
+                   description="champion, canary candidate and its share of users, history; canary_decision "
+                               "rewrites it")
+DEPLOYED = Artifact("serving_rollout", ("serve", "deployed"), "folder", partitioned=True,
+                    description="one immutable copy of the bundle's files per bundle id")
+#: the files of one serving bundle, in the folder they share (``serve/`` or a deployed copy), the index last
+BUNDLE_FILES = (BUNDLE, BUNDLE_INFO, BUNDLE_PLAYLISTS, BUNDLE_USERS, BUNDLE_PLAYLIST_TRACKS, BUNDLE_SONGS,
+                PLAYLIST_INDEX, PLAYLIST_INDEX_INFO)
+#: the folder of the flat serving bundle under the artifact store
+BUNDLE_DIR = BUNDLE.path[:-1]
+
+# --------------------------------------------------------------------------------------
+# online
+# --------------------------------------------------------------------------------------
+
+ONLINE_PLOT = Artifact("online_metrics", ("online", "online_metrics.png"), "png",
+                       description="like-rate per version and day, feedback volume (the UI's dashboard)")
 
 #: every declared artifact, by its module-level name (documentation, tests)
 ALL: dict[str, Artifact] = {name: value for name, value in dict(globals()).items() if isinstance(value, Artifact)}

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from spotify_assets.atomic import atomic_write
-from spotify_assets.contract import Artifact
+from spotify_assets.contract import Artifact, load_npz
 from spotify_assets.paths import PROJECT_ROOT, default_data_dir  # re-exported: CLIs and tests import them from here
 from spotify_assets.paths import is_url as _is_url
 
@@ -261,13 +261,9 @@ class ArtifactStore(dg.ConfigurableResource):
         only ``names`` (the others are never read: at full scale labels.npz holds ~6 GB of
         which a step may need a third)."""
         target = self.local_root().joinpath(*parts)
-        if not (self._fetch(target, *parts) if self.is_remote else target.exists()):
+        if self.is_remote and not self._fetch(target, *parts):  # a stale cached copy is not the artifact
             raise FileNotFoundError(f"artifact {self.url(*parts)} is missing: materialize its asset first")
-        with np.load(target, allow_pickle=False) as data:
-            missing = sorted(set(names or ()) - set(data.files))
-            if missing:
-                raise KeyError(f"artifact {self.url(*parts)} has no arrays {missing}: re-materialize its asset")
-            return {name: data[name] for name in (names if names is not None else data.files)}
+        return load_npz(target, names, where=self.url(*parts))
 
     # -- the stage contract (spotify_assets.contract) -----------------------------------
 

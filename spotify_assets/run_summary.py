@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from spotify_assets.contract import BUNDLE_INFO
 from spotify_assets.paths import default_data_dir, local_artifacts_dir
 
 # the leaderboard's test rows over all users, best first: what a reader compares
@@ -62,7 +63,7 @@ def summary_lines(data_dir: Path) -> list[str]:
         artifacts = local_artifacts_dir(data_dir)
     except ValueError:
         artifacts = None
-    info_path = artifacts / "serve" / "serving_model.json" if artifacts else None
+    info_path = BUNDLE_INFO.under(artifacts) if artifacts else None
     if info_path is not None and info_path.exists():
         info = json.loads(info_path.read_text())
         lines.append(f"Serving model: {info['model']} ({info.get('chosen_by', '')}), "

@@ -16,15 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spotify_assets.contract import BUNDLE, BUNDLE_INFO, BUNDLE_PLAYLISTS, BUNDLE_USERS, PLAYLIST_INDEX, PLAYLIST_INDEX_INFO
 from spotify_assets.serving.index import build_annoy
-from spotify_assets.serving.recommender import (
-    BUNDLE,
-    BUNDLE_INFO,
-    PLAYLIST_INDEX,
-    PLAYLISTS,
-    USERS,
-    index_info_path,
-)
 
 
 @dataclass(frozen=True)
@@ -55,21 +48,22 @@ def write_bundle(artifacts: Path, n_users: int = 200, n_playlists: int = 1500, d
     pids = (100_000 + rng.permutation(n_playlists) * 3).astype(np.int64)
     user_ids = [f"user-{i:05d}" for i in range(n_users)]
     bundle_id = f"synthetic-{seed}-{n_users}x{n_playlists}"
-    serve = Path(artifacts) / BUNDLE[0]
-    serve.mkdir(parents=True, exist_ok=True)
+    BUNDLE.under(artifacts).parent.mkdir(parents=True, exist_ok=True)
     rows = [np.unique(r) for r in excluded]
-    np.savez(Path(artifacts).joinpath(*BUNDLE), user_vectors=user_vectors, playlist_vectors=playlist_vectors,
-             excluded_indptr=np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64),
-             excluded=np.concatenate(rows).astype(np.int64), cold_start=cold, popular=popular,
-             popular_scores=popularity[popular].astype(np.float32), indexed_playlists=indexed)
-    Path(artifacts).joinpath(*BUNDLE_INFO).write_text(json.dumps({
+    arrays = dict(user_vectors=user_vectors, playlist_vectors=playlist_vectors,
+                  excluded_indptr=np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64),
+                  excluded=np.concatenate(rows).astype(np.int64), cold_start=cold, popular=popular,
+                  popular_scores=popularity[popular].astype(np.float32), indexed_playlists=indexed)
+    BUNDLE.check_arrays(arrays)  # the layout serving_model writes, minus the song matrices (optional)
+    np.savez(BUNDLE.under(artifacts), **arrays)
+    BUNDLE_INFO.under(artifacts).write_text(json.dumps({
         "model": "bpr", "chosen_by": "synthetic", "bundle_id": bundle_id, "n_users": n_users,
         "n_playlists": n_playlists, "indexed_playlists": n_playlists, "dim": dim + 1}))
     pq.write_table(pa.table({"pid": pids, "name": [f"playlist {i}" for i in range(n_playlists)]}),
-                   Path(artifacts).joinpath(*PLAYLISTS))
-    pq.write_table(pa.table({"user_id": user_ids}), Path(artifacts).joinpath(*USERS))
-    build_annoy(playlist_vectors, Path(artifacts).joinpath(*PLAYLIST_INDEX), metric="dot", n_trees=10, seed=seed)
-    Path(artifacts).joinpath(*index_info_path(PLAYLIST_INDEX)).write_text(json.dumps({
+                   BUNDLE_PLAYLISTS.under(artifacts))
+    pq.write_table(pa.table({"user_id": user_ids}), BUNDLE_USERS.under(artifacts))
+    build_annoy(playlist_vectors, PLAYLIST_INDEX.under(artifacts), metric="dot", n_trees=10, seed=seed)
+    PLAYLIST_INDEX_INFO.under(artifacts).write_text(json.dumps({
         "bundle_id": bundle_id, "metric": "dot", "dim": dim + 1, "n_trees": 10, "search_k": -1,
         "index_faster_than_exact": use_index}))
     return BundleFacts(Path(artifacts), user_ids, pids.tolist(), [u for u, c in zip(user_ids, cold) if c], bundle_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from spotify_assets.contract import TRACK_INDEX
 from spotify_assets.ingest import list_mpd_slices
 from spotify_assets.resources import PROJECT_ROOT
 
@@ -151,7 +152,7 @@ def test_jobs_and_single_asset_materialize_from_the_cli(data_dir: Path, tmp_path
         assert con.execute("SELECT count(DISTINCT model) FROM model_leaderboard").fetchall()[0][0] == 7
         n_users, n_rows = con.execute("SELECT count(DISTINCT uid), count(*) FROM recommendations").fetchall()[0]
     assert n_rows == 5 * n_users > 0
-    assert (data_dir / "artifacts" / "serve" / "track_index.ann").exists()
+    assert TRACK_INDEX.under(data_dir / "artifacts").exists()
     single = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "spotify_assets.definitions", "--select", "msd_songs"],
         env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotify_assets.contract import PLAYLIST_INDEX, PLAYLIST_INDEX_INFO, TRACK_EMBEDDINGS, TRACK_INDEX_INFO
 from spotify_assets.defs.evaluate.assets import model_leaderboard
 from spotify_assets.defs.feedback.assets import feedback_positives
 from spotify_assets.defs.feedback.sensors import feedback_retrain_sensor
@@ -285,14 +286,14 @@ def test_track_index_recall_and_similar_tracks_use_it(tmp_path: Path) -> None:
     vectors = (centers[rng.integers(0, 30, 4000)] + 0.3 * rng.normal(size=(4000, 16))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     artifacts = ArtifactStore(root=str(tmp_path / "data" / "artifacts"))
-    artifacts.save_arrays("tracks", "track_embeddings.npz", vectors=vectors, track_ids=np.arange(4000, dtype=np.int64))
+    artifacts.write(TRACK_EMBEDDINGS, vectors=vectors, track_ids=np.arange(4000, dtype=np.int64))
     resources = build_resources(tmp_path / "data")
     result = dg.materialize([track_index], resources=resources)
     check = result.get_asset_check_evaluations()[0]
     assert check.passed and check.metadata["recall_at_10"].value >= 0.9
     meta = _events(result)["track_index"]
     assert meta["items"].value == 4000 and meta["metric"].value == "angular"
-    info = json.loads((tmp_path / "data" / "artifacts" / "serve" / "track_index.json").read_text())
+    info = json.loads(TRACK_INDEX_INFO.under(tmp_path / "data" / "artifacts").read_text())
     assert info["search_k"] == meta["search_k"].value and info["recall_at_10"] >= 0.9
     # a tighter recall target can only need as many or more nodes per query
     strict = dg.materialize([track_index], resources=resources,
@@ -309,7 +310,7 @@ def test_service_keeps_answering_while_the_pipeline_rewrites_the_bundle(served, 
     shutil.copytree(data_dir, run_dir)
     users = [r[0] for r in _table(run_dir, "SELECT user_id FROM user_dictionary LIMIT 20")]
     pid = _table(run_dir, "SELECT pid FROM playlist_dictionary LIMIT 1")[0][0]
-    index_info = run_dir / "artifacts" / "serve" / "playlist_index.json"
+    index_info = PLAYLIST_INDEX_INFO.under(run_dir / "artifacts")
     stamp = index_info.stat().st_mtime_ns
     feedback_db = tmp_path / "feedback.sqlite"
     port = free_port()
@@ -389,7 +390,7 @@ def test_song_ranker_bundle_is_served_by_exact_scoring(served, tmp_path: Path) -
         assert events[asset]["indexed"].value is False and "vector models" in events[asset]["reason"].value
     checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
     assert checks[("recommendations", "recommendations_valid")]
-    assert not (run_dir / "artifacts" / "serve" / "playlist_index.ann").exists()
+    assert not PLAYLIST_INDEX.under(run_dir / "artifacts").exists()
     # an independent ranking: the trained weights over the pipeline's own matrices
     art = run_dir / "artifacts"
     interactions = np.load(art / "split" / "training_interactions.npz")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spotify_assets.contract import TRACK_EMBEDDINGS
 from spotify_assets.tracks import continuation as cont
 from spotify_assets.tracks.duplicates import (
     CONFIRMED,
@@ -434,8 +435,8 @@ def test_cli_similar_prints_neighbours_and_help(tmp_path, capsys) -> None:
     from spotify_assets.tracks.__main__ import main
 
     emb = _embeddings()
-    (tmp_path / "artifacts" / "tracks").mkdir(parents=True)
-    np.savez(tmp_path / "artifacts" / "tracks" / "track_embeddings.npz", vectors=emb.vectors, track_ids=emb.track_ids)
+    TRACK_EMBEDDINGS.under(tmp_path / "artifacts").parent.mkdir(parents=True)
+    np.savez(TRACK_EMBEDDINGS.under(tmp_path / "artifacts"), vectors=emb.vectors, track_ids=emb.track_ids)
     (tmp_path / "warehouse").mkdir()
     with duckdb.connect(str(tmp_path / "warehouse" / "spotify.duckdb")) as con:
         con.execute("CREATE TABLE track_dictionary AS SELECT i AS track_id, 'Song ' || i AS track_name, "

@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from spotify_assets.contract import TWO_TOWER
 from spotify_assets.tracks.__main__ import main as tracks_main
 from spotify_assets.tracks.api import MAX_K, MAX_SEED_TRACKS, continuation_router
-from spotify_assets.tracks.two_tower import TWO_TOWER
 from spotify_assets_tests.servers import free_port
 from spotify_assets_tests.test_two_tower import Planted, train_planted
 
@@ -27,7 +27,7 @@ from spotify_assets_tests.test_two_tower import Planted, train_planted
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder whose artifacts/ holds a two-tower model of the planted playlists."""
     data = tmp_path_factory.mktemp("api") / "data"
-    train_planted(Planted(), data.joinpath("artifacts", *TWO_TOWER))
+    train_planted(Planted(), TWO_TOWER.under(data / "artifacts"))
     return data
 
 

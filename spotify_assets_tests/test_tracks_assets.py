@@ -15,12 +15,13 @@ import duckdb
 import numpy as np
 import pytest
 
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_MAP_PLOT, TWO_TOWER
 from spotify_assets.defs.ingest.assets import mpd_slice_tables
 from spotify_assets.defs.sql.assets import sql_model_assets
 from spotify_assets.defs.tracks import assets as track_assets
 from spotify_assets.defs.tracks import checks as track_checks
 from spotify_assets.tracks.challenge import CATEGORIES
-from spotify_assets.tracks.two_tower import TWO_TOWER, load_two_tower, popularity_buckets
+from spotify_assets.tracks.two_tower import load_two_tower, popularity_buckets
 from spotify_assets_tests.test_label_split_assets import run_chain
 
 MARTS = {"stg_playlist_tracks", "stg_playlists", "track_dictionary", "artist_dictionary", "album_dictionary",
@@ -58,6 +59,22 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def test_two_tower_run_config_defaults_are_the_models() -> None:
+    """The asset's launchpad defaults are TwoTowerConfig's, field by field, so the asset and
+    ``benchmarks.continuation`` train with the same settings unless told otherwise."""
+    from dataclasses import fields
+
+    from spotify_assets.tracks.two_tower import TwoTowerConfig
+
+    model, run_config = TwoTowerConfig(), track_assets.TwoTowerModelConfig.model_fields
+    shared = [f.name for f in fields(TwoTowerConfig) if f.name in run_config]
+    # seed comes from PipelineSettings; the other three are the model's own
+    assert {f.name for f in fields(TwoTowerConfig)} - set(shared) == {"context_sizes", "lr_decay", "init_std", "seed"}
+    assert {n: run_config[n].default for n in shared} == {n: getattr(model, n) for n in shared}
+    assert (model.title_dropout, model.sparse_lr) == (0.3, 0.02)  # what `make run` trained before they were one
+    assert all(field.description for field in run_config.values())  # the launchpad says what each one is
+
+
 @pytest.fixture(scope="module")
 def tracks_run(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("tracks") / "data"
@@ -86,8 +103,9 @@ def test_every_tracks_asset_materializes_with_checks_passing(tracks_run) -> None
 
 def test_embedding_artifact_follows_the_serving_convention(tracks_run) -> None:
     data_dir, _ = tracks_run
-    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz", allow_pickle=False) as arrays:
-        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    arrays = TRACK_EMBEDDINGS.load(TRACK_EMBEDDINGS.under(data_dir / "artifacts"))
+    assert set(arrays) == set(TRACK_EMBEDDINGS.arrays)  # nothing undeclared
+    vectors, track_ids = arrays["vectors"], arrays["track_ids"]
     assert vectors.dtype == np.float32 and track_ids.dtype == np.int64 and vectors.shape[0] == track_ids.shape[0]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     with warehouse(data_dir) as con:
@@ -103,8 +121,8 @@ def test_embedding_artifact_follows_the_serving_convention(tracks_run) -> None:
 def test_item2vec_puts_same_genre_tracks_closer_than_cross_genre(tracks_run) -> None:
     data_dir, result = tracks_run
     assert events(result)["track_embeddings"]["method"].value == "item2vec"
-    with np.load(data_dir / "artifacts" / "tracks" / "track_embeddings.npz") as arrays:
-        vectors, track_ids = arrays["vectors"], arrays["track_ids"]
+    arrays = TRACK_EMBEDDINGS.load(TRACK_EMBEDDINGS.under(data_dir / "artifacts"), "vectors", "track_ids")
+    vectors, track_ids = arrays["vectors"], arrays["track_ids"]
     with warehouse(data_dir) as con:
         uri = dict(con.execute("SELECT track_id, track_uri FROM track_dictionary").fetchall())
     genre_of = {row["track_uri"]: int(row["genre"]) for row in read_tsv(data_dir / "raw" / "truth" / "track_genre.tsv")}
@@ -149,7 +167,7 @@ def test_embedding_map_is_a_non_trivial_png(tracks_run) -> None:
     from matplotlib.image import imread
 
     data_dir, result = tracks_run
-    path = data_dir / "artifacts" / "tracks" / "track_embedding_map.png"
+    path = TRACK_MAP_PLOT.under(data_dir / "artifacts")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     image = imread(path)
     assert image.shape[0] > 300 and image.shape[1] > 300
@@ -193,7 +211,7 @@ def test_two_tower_trains_on_train_playlists_only(tracks_run) -> None:
     """The model's vocabulary and popularity buckets are those of the train split: no track
     occurrence from a val or test playlist reached it."""
     data_dir, result = tracks_run
-    model = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER))
+    model = load_two_tower(TWO_TOWER.under(data_dir / "artifacts"))
     with warehouse(data_dir) as con:
         counts = dict(con.execute(
             "SELECT track_id, count(*) FROM playlist_track_ids JOIN track_playlist_splits USING (pid) "
@@ -213,8 +231,8 @@ def test_two_tower_trains_on_train_playlists_only(tracks_run) -> None:
 
 
 def _digests(data_dir: Path) -> dict[str, str]:
-    out = {"embeddings": hashlib.sha256((data_dir / "artifacts" / "tracks" / "track_embeddings.npz").read_bytes()).hexdigest()}
-    weights = load_two_tower(data_dir.joinpath("artifacts", *TWO_TOWER)).net.state_dict()
+    out = {"embeddings": hashlib.sha256(TRACK_EMBEDDINGS.under(data_dir / "artifacts").read_bytes()).hexdigest()}
+    weights = load_two_tower(TWO_TOWER.under(data_dir / "artifacts")).net.state_dict()
     out["two_tower"] = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
     with warehouse(data_dir) as con:
         for table in TABLES:

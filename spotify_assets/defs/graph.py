@@ -299,7 +299,8 @@ def render_contract_md(artifacts: Iterable[tuple[str, object]] | None = None) ->
             "|---|---|---|---|---|---|"]
     for name, artifact in artifacts:
         path = "/".join(artifact.path) + ("/<piece>" if artifact.partitioned else "")
-        form = f"{artifact.format}, one file per piece" if artifact.partitioned else artifact.format
+        form = (artifact.format if not artifact.partitioned else "one folder per piece"
+                if artifact.format == "folder" else f"{artifact.format}, one file per piece")
         arrays = _dtype_cell(artifact.arrays)
         if artifact.optional:
             arrays += ("; " if arrays else "") + "optional: " + _dtype_cell(artifact.optional)

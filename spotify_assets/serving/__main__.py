@@ -116,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "loadtest":
         import pyarrow.parquet as pq
 
+        from spotify_assets.contract import BUNDLE_USERS
         from spotify_assets.serving.loadtest import run_load
-        from spotify_assets.serving.recommender import USERS
 
-        users = pq.read_table(artifacts.joinpath(*USERS)).column("user_id").to_pylist()
+        users = pq.read_table(BUNDLE_USERS.under(artifacts)).column("user_id").to_pylist()
         report = run_load(args.url, users, concurrency=args.concurrency, seconds=args.seconds,
                           users_per_request=args.users_per_request, seed=args.seed, target=args.target)
         print(json.dumps(report.as_dict(), indent=2))

@@ -16,14 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from spotify_assets.feedback.log import Impression
-from spotify_assets.serving.recommender import (
-    PLAYLIST_INDEX,
-    SERVE,
-    Recommendation,
-    Recommender,
-    StaleIndexError,
-    index_info_path,
-)
+from spotify_assets.contract import BUNDLE_DIR, PLAYLIST_INDEX_INFO
+from spotify_assets.serving.recommender import Recommendation, Recommender, StaleIndexError
 from spotify_assets.serving.rollout import CANDIDATE, CHAMPION, Rollout, deployed_dir, read_rollout, rollout_path
 
 
@@ -95,7 +89,7 @@ class LiveServing:
         rollout = rollout_path(self.artifacts_dir)
         if rollout.exists():
             return ("rollout", rollout.stat().st_mtime_ns, rollout.stat().st_size)
-        info = self.artifacts_dir.joinpath(*index_info_path(PLAYLIST_INDEX))
+        info = PLAYLIST_INDEX_INFO.under(self.artifacts_dir)
         return ("flat", info.stat().st_mtime_ns if info.exists() else None)
 
     def _deployed(self, bundle_id: str) -> Recommender:
@@ -107,7 +101,7 @@ class LiveServing:
     def _load(self) -> Serving:
         rollout = read_rollout(self.artifacts_dir)
         if rollout is None:
-            return Serving(Recommender(bundle_dir=self.artifacts_dir / SERVE, search=self.search), None, None)
+            return Serving(Recommender(bundle_dir=self.artifacts_dir.joinpath(*BUNDLE_DIR), search=self.search), None, None)
         champion = self._deployed(rollout.champion.bundle_id)
         candidate = None if rollout.candidate is None else self._deployed(rollout.candidate.bundle_id)
         keep = {rollout.champion.bundle_id} | ({rollout.candidate.bundle_id} if rollout.candidate else set())

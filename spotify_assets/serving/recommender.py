@@ -2,7 +2,8 @@
 cold start.
 
 A serving bundle is a folder (``serve/`` under the artifacts, or a deployed copy under
-``serve/deployed/<bundle_id>/``) holding what the ``serving_model`` asset writes:
+``serve/deployed/<bundle_id>/``) holding the files :data:`spotify_assets.contract.BUNDLE_FILES`
+declares, the ones the ``serving_model`` asset writes:
 ``serving_model.npz`` + ``serving_model.json``, ``playlists.parquet``, ``users.parquet`` and
 ``playlist_tracks.parquet`` / ``songs.parquet`` (what the page shows); ``playlist_index``
 writes ``playlist_index.ann`` + ``.json`` beside them. Two kinds exist (``kind`` in the .json):
@@ -27,27 +28,24 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from spotify_assets.contract import (
+    BUNDLE,
+    BUNDLE_DIR,
+    BUNDLE_INFO,
+    BUNDLE_PLAYLIST_TRACKS,
+    BUNDLE_PLAYLISTS,
+    BUNDLE_SONGS,
+    BUNDLE_USERS,
+    PLAYLIST_INDEX,
+    PLAYLIST_INDEX_INFO,
+    RANKER_PREFIX,
+)
 from spotify_assets.serving.index import load_annoy, top_k_per_row
 
-SERVE = "serve"
-BUNDLE = (SERVE, "serving_model.npz")
-BUNDLE_INFO = (SERVE, "serving_model.json")
-PLAYLISTS = (SERVE, "playlists.parquet")
-USERS = (SERVE, "users.parquet")
-PLAYLIST_TRACKS = (SERVE, "playlist_tracks.parquet")
-SONGS = (SERVE, "songs.parquet")
-PLAYLIST_INDEX = (SERVE, "playlist_index.ann")
-USER_INDEX = (SERVE, "user_index.ann")
-TRACK_INDEX = (SERVE, "track_index.ann")
-#: the files of one serving bundle (names inside its folder), the index last
-BUNDLE_FILE_NAMES = tuple(parts[-1] for parts in (BUNDLE, BUNDLE_INFO, PLAYLISTS, USERS, PLAYLIST_TRACKS, SONGS)) + (
-    "playlist_index.ann", "playlist_index.json")
 VECTORS, SONG_RANKER = "vectors", "song_ranker"
 #: bundle kinds and the models that produce them
 BUNDLE_KINDS = {"bpr": VECTORS, "als": VECTORS, "song_ranker": SONG_RANKER}
 SEARCH_MODES = ("auto", "annoy", "exact")
-#: prefix of the song ranker's weight arrays inside ``serving_model.npz``
-RANKER_PREFIX = "ranker_"
 
 
 def model_version(info: dict) -> str:
@@ -59,12 +57,6 @@ def csr_from_parts(arrays: dict, name: str, shape: tuple[int, int], dtype=np.flo
     """Binary CSR stored as ``<name>_indptr`` / ``<name>_indices`` arrays in a bundle."""
     indices = arrays[f"{name}_indices"]
     return sp.csr_matrix((np.ones(indices.size, dtype), indices, arrays[f"{name}_indptr"]), shape=shape)
-
-
-def index_info_path(index_parts: tuple[str, ...]) -> tuple[str, ...]:
-    """``serve/x.ann`` -> ``serve/x.json``: metric, dim, settings, measured recall, bundle id."""
-    *head, name = index_parts
-    return (*head, name.rsplit(".", 1)[0] + ".json")
 
 
 class StaleIndexError(RuntimeError):
@@ -159,17 +151,16 @@ class Recommender:
         if bundle_dir is None:
             if artifacts_dir is None:
                 raise ValueError("give artifacts_dir or bundle_dir")
-            bundle_dir = Path(artifacts_dir) / SERVE
+            bundle_dir = Path(artifacts_dir).joinpath(*BUNDLE_DIR)
         folder = Path(bundle_dir)
         self.bundle_dir = folder
-        bundle_path = folder / BUNDLE[-1]
+        bundle_path = folder / BUNDLE.name
         if not bundle_path.exists():
             raise FileNotFoundError(
                 f"no serving bundle at {bundle_path}: materialize the serve assets first "
                 "(`make run`, or `dagster job execute -m spotify_assets.definitions -j serve_job`)")
-        with np.load(bundle_path, allow_pickle=False) as z:
-            bundle = {name: z[name] for name in z.files}
-        self.info: dict = json.loads((folder / BUNDLE_INFO[-1]).read_text())
+        bundle = BUNDLE.load(bundle_path)
+        self.info: dict = json.loads((folder / BUNDLE_INFO.name).read_text())
         self.model: str = self.info["model"]
         self.kind: str = self.info.get("kind", VECTORS)
         self.version: str = model_version(self.info)
@@ -195,11 +186,11 @@ class Recommender:
             self._load_ranker(bundle)
         else:
             raise ValueError(f"{bundle_path}: unknown bundle kind {self.kind!r}")
-        playlists = pq.read_table(folder / PLAYLISTS[-1])
+        playlists = pq.read_table(folder / BUNDLE_PLAYLISTS.name)
         self.pids: np.ndarray = playlists.column("pid").to_numpy()
         self.names: list[str] = playlists.column("name").to_pylist()
         self.pid_to_index = dict(zip(self.pids.tolist(), range(self.pids.size)))
-        user_ids = pq.read_table(folder / USERS[-1]).column("user_id").to_pylist()
+        user_ids = pq.read_table(folder / BUNDLE_USERS.name).column("user_id").to_pylist()
         self.user_ids = user_ids
         self.user_to_index = dict(zip(user_ids, range(len(user_ids))))
 
@@ -207,7 +198,7 @@ class Recommender:
         self.user_vectors: np.ndarray = bundle["user_vectors"]
         self.indexed_playlists: np.ndarray = bundle["indexed_playlists"]
         self.item_vectors: np.ndarray = bundle["playlist_vectors"][self.indexed_playlists]
-        index_info_file = folder / index_info_path(PLAYLIST_INDEX)[-1]
+        index_info_file = folder / PLAYLIST_INDEX_INFO.name
         if not index_info_file.exists():
             raise FileNotFoundError(f"no playlist index at {index_info_file}: materialize playlist_index first")
         self.index_info: dict = json.loads(index_info_file.read_text())
@@ -221,7 +212,7 @@ class Recommender:
         # search_k, and then a matrix-vector product is the faster exact answer.
         self.use_index = (search == "annoy" or
                           (search == "auto" and bool(self.index_info.get("index_faster_than_exact", True))))
-        self.index = load_annoy(folder / PLAYLIST_INDEX[-1], self.user_vectors.shape[1], self.index_info["metric"])
+        self.index = load_annoy(folder / PLAYLIST_INDEX.name, self.user_vectors.shape[1], self.index_info["metric"])
 
     def _load_ranker(self, bundle: dict) -> None:
         # imported here: the vector path needs none of it
@@ -307,7 +298,7 @@ class Recommender:
     def playlist_tracks(self) -> list[list[str]]:
         """The first tracks ("Title — Artist") of each playlist, dense order (what the page shows);
         empty lists when the bundle predates them. Read on first use."""
-        path = self.bundle_dir / PLAYLIST_TRACKS[-1]
+        path = self.bundle_dir / BUNDLE_PLAYLIST_TRACKS.name
         if not path.exists():
             return [[] for _ in range(self.n_playlists)]
         return pq.read_table(path).column("tracks").to_pylist()
@@ -315,7 +306,7 @@ class Recommender:
     @cached_property
     def song_names(self) -> list[str]:
         """Song name per song column of the user-song / playlist-song matrices. Read on first use."""
-        path = self.bundle_dir / SONGS[-1]
+        path = self.bundle_dir / BUNDLE_SONGS.name
         return pq.read_table(path).column("name").to_pylist() if path.exists() else []
 
     def as_dict(self, user_id: str, user: int | None, rec: Recommendation) -> dict:

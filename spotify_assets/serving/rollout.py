@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from spotify_assets.atomic import atomic_write
-from spotify_assets.serving.recommender import BUNDLE_FILE_NAMES, BUNDLE_INFO, SERVE, model_version
+from spotify_assets.contract import BUNDLE_DIR, BUNDLE_FILES, BUNDLE_INFO, DEPLOYED, PLAYLIST_INDEX_INFO, ROLLOUT
+from spotify_assets.serving.recommender import model_version
 
-ROLLOUT = (SERVE, "rollout.json")
-DEPLOYED = (SERVE, "deployed")
 CHAMPION, CANDIDATE = "champion", "candidate"
 
 
@@ -92,11 +91,11 @@ def routes_to_candidate(user_id: str, share: float, salt: str) -> bool:
 
 
 def rollout_path(artifacts_dir: Path) -> Path:
-    return Path(artifacts_dir).joinpath(*ROLLOUT)
+    return ROLLOUT.under(artifacts_dir)
 
 
 def deployed_dir(artifacts_dir: Path, bundle_id: str) -> Path:
-    return Path(artifacts_dir).joinpath(*DEPLOYED, bundle_id)
+    return DEPLOYED.under(artifacts_dir, piece=bundle_id)
 
 
 def read_rollout(artifacts_dir: Path) -> Rollout | None:
@@ -119,20 +118,20 @@ def deploy_bundle(artifacts_dir: Path, source_dir: Path | None = None) -> Deploy
     (hard links where possible) unless that copy exists, and describe it. The copy is assembled
     in a temporary folder and renamed into place, so a deployed folder is always complete."""
     artifacts_dir = Path(artifacts_dir)
-    source = Path(source_dir) if source_dir is not None else artifacts_dir / SERVE
-    info = json.loads((source / BUNDLE_INFO[-1]).read_text())
+    source = Path(source_dir) if source_dir is not None else artifacts_dir.joinpath(*BUNDLE_DIR)
+    info = json.loads((source / BUNDLE_INFO.name).read_text())
     target = deployed_dir(artifacts_dir, info["bundle_id"])
     if not target.exists():
         with atomic_write(target, directory=True) as tmp:
-            for name in BUNDLE_FILE_NAMES:
+            for name in (artifact.name for artifact in BUNDLE_FILES):
                 if (source / name).exists():
                     try:
                         os.link(source / name, tmp / name)
                     except OSError:  # another file system, or links not allowed
                         shutil.copy2(source / name, tmp / name)
-            index_info = tmp / "playlist_index.json"
+            index_info = tmp / PLAYLIST_INDEX_INFO.name
             if index_info.exists() and json.loads(index_info.read_text()).get("bundle_id") != info["bundle_id"]:
-                raise ValueError(f"{source}: playlist_index.json was built for another bundle than "
+                raise ValueError(f"{source}: {PLAYLIST_INDEX_INFO.name} was built for another bundle than "
                                  f"{info['bundle_id']}: materialize playlist_index before deploying")
     return Deployment(bundle_id=info["bundle_id"], model=info["model"], version=model_version(info),
                       deployed_at=round(time.time(), 3))

@@ -14,7 +14,8 @@ import duckdb
 
 from spotify_assets.defs.metadata import markdown_table
 from spotify_assets.paths import default_data_dir, local_artifacts_dir
-from spotify_assets.tracks.similar import TRACK_INDEX, find_tracks, load_embeddings, similar_table
+from spotify_assets.contract import TRACK_INDEX
+from spotify_assets.tracks.similar import find_tracks, load_embeddings, similar_table
 
 
 def _similar(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def _similar(args: argparse.Namespace) -> int:
             return 1
         track_id, name, artist, n = embedded[0]
         rows, method = similar_table(con, embeddings, track_id, k=args.k,
-                                     index_path=artifacts.joinpath(*TRACK_INDEX))
+                                     index_path=TRACK_INDEX.under(artifacts))
     print(f"Tracks nearest to {name} — {artist} (track_id {track_id}, {n} playlists), {method} cosine:\n")
     print(markdown_table(rows))
     others = [m for m in embedded[1:]]
@@ -51,12 +52,13 @@ def _similar(args: argparse.Namespace) -> int:
 
 def _continue(args: argparse.Namespace) -> int:
     from spotify_assets.tracks.api import continue_playlist
-    from spotify_assets.tracks.two_tower import TWO_TOWER, load_two_tower
+    from spotify_assets.contract import TWO_TOWER
+    from spotify_assets.tracks.two_tower import load_two_tower
 
     if not (args.name or "").strip() and not args.track:
         print("give --name, --track, or both", file=sys.stderr)
         return 2
-    path = local_artifacts_dir(args.data_dir).joinpath(*TWO_TOWER)
+    path = TWO_TOWER.under(local_artifacts_dir(args.data_dir))
     if not path.exists():
         print(f"no two-tower model at {path}: run the pipeline first (make run)", file=sys.stderr)
         return 2

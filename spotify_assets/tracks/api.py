@@ -17,7 +17,8 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from spotify_assets.tracks.two_tower import TWO_TOWER, TwoTowerModel, load_two_tower
+from spotify_assets.contract import TWO_TOWER
+from spotify_assets.tracks.two_tower import TwoTowerModel, load_two_tower
 
 __all__ = ["ContinueRequest", "ContinueResponse", "LiveTwoTower", "continuation_router", "continue_playlist"]
 
@@ -88,7 +89,7 @@ class LiveTwoTower:
     so a reader sees the old file or the new one)."""
 
     def __init__(self, artifacts_dir: Path | str):
-        self.path = Path(artifacts_dir).joinpath(*TWO_TOWER)
+        self.path = TWO_TOWER.under(artifacts_dir)
         self._lock = threading.Lock()
         self._stamp: int | None = None
         self._model: TwoTowerModel | None = None

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GENRE_KEYWORDS", "MAP_PNG", "UNKNOWN", "name_genres", "pca_2d", "render_map", "track_genres"]
+__all__ = ["GENRE_KEYWORDS", "UNKNOWN", "name_genres", "pca_2d", "render_map", "track_genres"]
 
 UNKNOWN = "unknown"
-#: artifact path of the map (under the artifact root)
-MAP_PNG = ("tracks", "track_embedding_map.png")
 
 #: genre -> keywords/phrases found in playlist names (matched as whole words).
 GENRE_KEYWORDS: dict[str, tuple[str, ...]] = {

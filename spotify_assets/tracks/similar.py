@@ -1,11 +1,13 @@
 """Nearest tracks by cosine: through the serving Annoy index when it exists, else exact.
 
-Artifacts (under the artifact root, see :class:`spotify_assets.resources.ArtifactStore`):
+Artifacts (declared in :mod:`spotify_assets.contract`):
 
-* ``tracks/track_embeddings.npz``: ``vectors`` float32 (n, d) L2-normalised, ``track_ids``
-  int64 (n,) dense track ids of ``track_dictionary``;
-* ``serve/track_index.ann``: an Annoy index (angular metric) whose item ``i`` is row ``i``
-  of the embeddings (built by the serving group; optional).
+* :data:`~spotify_assets.contract.TRACK_EMBEDDINGS` (``tracks/track_embeddings.npz``):
+  ``vectors`` float32 (n, d) L2-normalised, ``track_ids`` int64 (n,) dense track ids of
+  ``track_dictionary``;
+* :data:`~spotify_assets.contract.TRACK_INDEX` (``serve/track_index.ann``): an Annoy index
+  (angular metric) whose item ``i`` is row ``i`` of the embeddings (built by the serving
+  group; optional).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from spotify_assets.contract import TRACK_EMBEDDINGS
+
 __all__ = [
-    "EMBEDDINGS",
-    "TRACK_INDEX",
     "TrackEmbeddings",
     "find_tracks",
     "load_embeddings",
@@ -26,10 +28,6 @@ __all__ = [
     "similar_table",
     "track_details",
 ]
-
-EMBEDDINGS = ("tracks", "track_embeddings.npz")
-TRACK_INDEX = ("serve", "track_index.ann")
-
 
 @dataclass(frozen=True)
 class TrackEmbeddings:
@@ -52,14 +50,17 @@ class TrackEmbeddings:
         ok = (ids >= 0) & (ids < row_of.size)
         return np.where(ok, row_of[np.where(ok, ids, 0)], -1)
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TrackEmbeddings:
+        """From :data:`~spotify_assets.contract.TRACK_EMBEDDINGS`' ``vectors`` and ``track_ids``."""
+        return cls(np.asarray(arrays["vectors"], np.float32), np.asarray(arrays["track_ids"], np.int64))
+
 
 def load_embeddings(artifact_root: Path | str) -> TrackEmbeddings:
-    """Read ``tracks/track_embeddings.npz`` (pickle disabled)."""
-    path = Path(artifact_root).joinpath(*EMBEDDINGS)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: materialize the track_embeddings asset first")
-    with np.load(path, allow_pickle=False) as data:
-        return TrackEmbeddings(np.asarray(data["vectors"], np.float32), np.asarray(data["track_ids"], np.int64))
+    """Read :data:`~spotify_assets.contract.TRACK_EMBEDDINGS` under the local artifacts folder
+    ``artifact_root`` (pickle disabled)."""
+    return TrackEmbeddings.from_arrays(TRACK_EMBEDDINGS.load(TRACK_EMBEDDINGS.under(artifact_root),
+                                                             "vectors", "track_ids"))
 
 
 def _exact(embeddings: TrackEmbeddings, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -62,7 +62,6 @@ from spotify_assets.train.progress import TrainClock
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "TWO_TOWER",
     "TrackFeatures",
     "TwoTowerConfig",
     "TwoTowerModel",
@@ -77,8 +76,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "spotify_assets.two_tower/1"
-#: the model's artifact under the artifact root (written by the two_tower_model asset)
-TWO_TOWER = ("tracks", "two_tower.pt")
 DURATION_STEP_MS = 30_000
 DURATION_BUCKETS = 22  # 0 = unknown, 1..20 = 30 s steps, 21 = 10 min or longer
 POPULARITY_BUCKETS = 32  # 0 = never in training, b = floor(log2(count)) + 1
@@ -116,7 +113,9 @@ def popularity_buckets(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
-    """Training settings (defaults sized for the committed sample on 2 CPU cores).
+    """Training settings (defaults sized for the committed sample on 2 CPU cores). The one
+    source of the defaults: the ``two_tower_model`` asset's run config and
+    ``benchmarks.continuation`` take theirs from here.
 
     dim : query / track vector size; hidden : width of the two MLPs.
     name_buckets : rows of the hashed name n-gram table.
@@ -148,9 +147,9 @@ class TwoTowerConfig:
     examples_per_playlist: int = 4
     context_sizes: tuple[int, ...] = (0, 1, 5, 10, 25, 100)
     random_context_share: float = 0.2
-    title_dropout: float = 0.2
+    title_dropout: float = 0.3
     lr: float = 2e-3
-    sparse_lr: float = 0.05
+    sparse_lr: float = 0.02
     lr_decay: float = 1.0
     init_std: float = 0.05
     cpu_threads: int = 1

@@ -15,19 +15,18 @@ import pyarrow as pa
 from pydantic import Field
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.contract import LABELS, SPLITS
+from spotify_assets.contract import LABELS, ONLINE_PLOT, ROLLOUT, SPLITS
 from spotify_assets.ingest import transaction
 from spotify_assets.defs.metadata import markdown_table, png_metadata, replace_tables, table_metadata
 from spotify_assets.online.decisions import PROMOTE, ROLL_BACK, ArmCounts, CanaryRule, canary_verdict
 from spotify_assets.online.metrics import ONLINE_TABLES, online_tables, plot_online, summary
 from spotify_assets.online.simulate import NO_LIKE_POLICIES, draw_users, held_out_of_test_users, simulate_sessions
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, FeedbackStore, PipelineSettings
-from spotify_assets.serving.rollout import CANDIDATE, CHAMPION, ROLLOUT, read_rollout, write_rollout
+from spotify_assets.serving.rollout import CANDIDATE, CHAMPION, read_rollout, write_rollout
 from spotify_assets.split.users import TEST, TRAIN
 
 ONLINE_GROUP = "online"
 OWNERS = ["team:serving"]
-ONLINE_PLOT = ("online", "online_metrics.png")
 
 
 def _rounded(rows: list[dict]) -> list[dict]:
@@ -58,9 +57,9 @@ def online_metrics(context: dg.AssetExecutionContext, feedback: FeedbackStore, w
     with warehouse.connect() as con:
         replace_tables(con, tables)
         metas = {name: table_metadata(con, name) for name in tables}
-    with artifacts.atomic_path(*ONLINE_PLOT) as tmp:
+    with artifacts.writing(ONLINE_PLOT) as tmp:
         plot_online(tables, tmp)
-    plot = artifacts.path(*ONLINE_PLOT)
+    plot = artifacts.file(ONLINE_PLOT)
     versions = tables["online_versions"].to_pylist()
     daily = tables["online_daily"].to_pylist()
     by_day = tables["online_like_rate"].to_pylist()
@@ -102,6 +101,7 @@ class CanaryConfig(dg.Config):
 
 @dg.asset(
     group_name=ONLINE_GROUP, owners=OWNERS, kinds={"json", "duckdb"},
+    # the DuckDB tables: a decision follows fresh metrics (the counts it reads come from the feedback log)
     deps=["online_metrics"], automation_condition=EAGER_WHEN_CHECKS_PASS,
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
@@ -136,7 +136,7 @@ def canary_decision(context: dg.AssetExecutionContext, config: CanaryConfig, fee
             "rolled back", version=before[1], champion=before[0], reason=verdict.reason)
     if verdict.decision in (PROMOTE, ROLL_BACK):
         write_rollout(root, rollout)
-        artifacts.publish(*ROLLOUT)
+        artifacts.publish(*ROLLOUT.path)
         row = {"decided_at": time.time(), "champion_version": before[0], "candidate_version": before[1],
                **verdict.as_row(), "rule": rule.describe()}
         with warehouse.connect() as con:

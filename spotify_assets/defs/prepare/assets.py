@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
-from spotify_assets.contract import PLAYLIST_SONG, SONG_COUNTS, USER_SONG
+from spotify_assets.contract import PLAYLIST_SONG, SONG_COUNTS, USER_SONG, deps
 from spotify_assets.prepare.catalog import build_song_catalog
 from spotify_assets.prepare.matrices import load_interactions, save_csr
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
@@ -131,7 +131,7 @@ MATRIX_FILES = {artifact.asset: artifact for artifact in (USER_SONG, PLAYLIST_SO
                      description="Binary CSR (n_users x n_songs) of matched songs per user, float32 ones, .npz."),
         dg.AssetSpec("playlist_song_matrix", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"scipy"}, deps=["playlist_dictionary"],
                      description="Binary CSR (n_playlists x n_songs) of matched songs per playlist, float32 ones, .npz."),
-        dg.AssetSpec("song_counts", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=["user_song_matrix", "playlist_song_matrix"],
+        dg.AssetSpec("song_counts", group_name=PREPARE, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"}, deps=deps(USER_SONG, PLAYLIST_SONG),
                      description="s(u) songs per user and p(j) songs per playlist (int32 arrays, .npz)."),
     ],
     op_tags=DUCKDB_OP_TAGS,

@@ -17,30 +17,41 @@ from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
 from spotify_assets.defs.split.assets import load_interactions
-from spotify_assets.contract import ALS, BPR_CHECKPOINT, PLAYLIST_SONG, POPULARITY, SONG_RANKER, USER_SONG
+from spotify_assets.contract import (
+    ALS,
+    BPR_CHECKPOINT,
+    BUNDLE,
+    BUNDLE_DIR,
+    BUNDLE_INFO,
+    BUNDLE_PLAYLIST_TRACKS,
+    BUNDLE_PLAYLISTS,
+    BUNDLE_SONGS,
+    BUNDLE_USERS,
+    INTERACTIONS,
+    NEIGHBORS,
+    PLAYLIST_INDEX,
+    PLAYLIST_INDEX_INFO,
+    PLAYLIST_SONG,
+    POPULARITY,
+    RANKER_PREFIX,
+    ROLLOUT,
+    SONG_RANKER,
+    TRACK_EMBEDDINGS,
+    TRACK_INDEX,
+    TRACK_INDEX_INFO,
+    USER_INDEX,
+    USER_INDEX_INFO,
+    USER_SONG,
+    Artifact,
+    deps,
+)
 from spotify_assets.defs.train.assets import load_neighbors
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.train.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
-from spotify_assets.serving.rollout import ROLLOUT, Rollout, deploy_bundle, read_rollout, write_rollout
+from spotify_assets.serving.rollout import Rollout, deploy_bundle, read_rollout, write_rollout
 from spotify_assets.serving.index import augment_for_bias, build_annoy, load_annoy, measure_recall, tune_search_k
-from spotify_assets.serving.recommender import (
-    BUNDLE,
-    BUNDLE_INFO,
-    BUNDLE_KINDS,
-    PLAYLIST_INDEX,
-    PLAYLIST_TRACKS,
-    PLAYLISTS,
-    RANKER_PREFIX,
-    SONGS,
-    TRACK_INDEX,
-    USER_INDEX,
-    USERS,
-    VECTORS,
-    Recommender,
-    index_info_path,
-    model_version,
-)
+from spotify_assets.serving.recommender import BUNDLE_KINDS, VECTORS, Recommender, model_version
 
 SERVE_GROUP = "serve"
 FACTOR_MODELS = ("bpr", "als")
@@ -157,9 +168,10 @@ def _playlist_previews(con, n: int) -> pa.Table:
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS,
     kinds={"numpy", "duckdb"},
-    deps=["model_leaderboard", "bpr_model", "als_model", "song_ranker", "popularity_model", "training_interactions",
-          "user_neighbors", "user_song_matrix", "playlist_song_matrix", "stg_playlists", "stg_playlist_tracks",
-          "stg_listens", "msd_song_keys", "mpd_track_keys"],
+    # the artifacts it reads, then the DuckDB tables (model_leaderboard: the table, not its plot)
+    deps=[*deps(BPR_CHECKPOINT, ALS, SONG_RANKER, POPULARITY, INTERACTIONS, NEIGHBORS, USER_SONG, PLAYLIST_SONG),
+          "model_leaderboard", "stg_playlists", "stg_playlist_tracks", "stg_listens", "msd_song_keys",
+          "mpd_track_keys"],
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
 )
@@ -199,10 +211,11 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
                          f"{n_playlists} playlists, the dictionaries {users.num_rows} x {playlists.num_rows}, the "
                          f"song matrices {user_song.shape[0]} x {playlist_song.shape[0]}: retrain the models")
     bundle_id = hashlib.sha1(model.encode() + digest + excluded.indices.tobytes()).hexdigest()[:16]
-    for parts, table in ((PLAYLISTS, playlists), (USERS, users), (SONGS, songs), (PLAYLIST_TRACKS, previews)):
-        with artifacts.atomic_path(*parts) as tmp:
+    for artifact, table in ((BUNDLE_PLAYLISTS, playlists), (BUNDLE_USERS, users), (BUNDLE_SONGS, songs),
+                            (BUNDLE_PLAYLIST_TRACKS, previews)):
+        with artifacts.writing(artifact) as tmp:
             pq.write_table(table, tmp)
-    path = artifacts.save_arrays(*BUNDLE, **arrays,
+    path = artifacts.write(BUNDLE, **arrays,
                                  excluded_indptr=excluded.indptr.astype(np.int64),
                                  excluded=excluded.indices.astype(np.int64), cold_start=cold,
                                  popular=popular, popular_scores=popularity[popular].astype(np.float32),
@@ -215,7 +228,7 @@ def serving_model(context: dg.AssetExecutionContext, config: ServingModelConfig,
     if kind == VECTORS:
         info.update(indexed_playlists=int(arrays["indexed_playlists"].size), dim=int(arrays["user_vectors"].shape[1]))
     info["version"] = model_version(info)
-    with artifacts.atomic_path(*BUNDLE_INFO) as tmp:
+    with artifacts.writing(BUNDLE_INFO) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
     context.log.info(f"serving {model} ({kind}; {reason}); {cold.sum()} of {cold.size} users on the cold-start path")
     return dg.MaterializeResult(metadata={
@@ -286,14 +299,14 @@ def _query_sample(cold: np.ndarray, n: int, seed: int, stream: int) -> np.ndarra
     return np.sort(rng.choice(warm, size=min(n, warm.size), replace=False))
 
 
-def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str], items: np.ndarray,
-                       queries: np.ndarray, metric: str, config: IndexConfig, seed: int,
+def _build_and_measure(context, artifacts: ArtifactStore, index_file: Artifact, index_info: Artifact,
+                       items: np.ndarray, queries: np.ndarray, metric: str, config: IndexConfig, seed: int,
                        **info: object) -> tuple[dict, object]:
-    """Build, tune/measure recall, then write the index's .json (metric, settings, recall, speeds,
-    ``info``) last: the service reloads when it changes."""
-    path = artifacts.path(*parts)
+    """Build ``index_file``, tune/measure recall, then write ``index_info`` (metric, settings,
+    recall, speeds, ``info``) last: the service reloads when it changes."""
+    path = artifacts.file(index_file)
     seconds = build_annoy(items, path, metric=metric, n_trees=config.n_trees, seed=seed, n_jobs=config.build_threads)
-    artifacts.publish(*parts)
+    artifacts.publish(*index_file.path)
     index = load_annoy(path, items.shape[1], metric)
     if config.search_k == 0:
         report, tried = tune_search_k(index, items, queries, metric, config.n_trees, k=10,
@@ -302,9 +315,9 @@ def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str]
         report = measure_recall(index, items, queries, metric, k=10, search_k=config.search_k)
         tried = [report]
     index.unload()
-    context.log.info(f"{parts[-1]}: {items.shape[0]} items in {seconds:.2f}s, recall@10 {report.recall:.4f}, "
+    context.log.info(f"{index_file.name}: {items.shape[0]} items in {seconds:.2f}s, recall@10 {report.recall:.4f}, "
                      f"{report.index_qps:,.0f} q/s vs exact {report.exact_qps:,.0f} q/s")
-    with artifacts.atomic_path(*index_info_path(parts)) as tmp:
+    with artifacts.writing(index_info) as tmp:
         tmp.write_text(json.dumps({
             **info, "metric": metric, "dim": int(items.shape[1]), "n_trees": config.n_trees,
             "search_k": report.search_k, "recall_at_10": report.recall, "annoy_qps": report.index_qps,
@@ -316,15 +329,16 @@ def _build_and_measure(context, artifacts: ArtifactStore, parts: tuple[str, str]
     return metadata, report
 
 
-def _not_a_vector_bundle(context, artifacts: ArtifactStore, asset: str, parts: tuple[str, str],
+def _not_a_vector_bundle(context, artifacts: ArtifactStore, index_file: Artifact, index_info: Artifact,
                          info: dict) -> dg.MaterializeResult:
     """What a vector index asset does when the serving model has no vectors (the song ranker):
     no index; its .json names the bundle (so the service knows the bundle is complete and
     reloads) and says why; the recall check passes with nothing to compare, and says so."""
     reason = (f"the serving model {info['model']} is not a vector model (bundle kind {info['kind']}): it is scored "
               "exactly, so there is nothing to index; this index covers vector models (bpr, als) only")
-    artifacts.path(*parts).unlink(missing_ok=True)
-    with artifacts.atomic_path(*index_info_path(parts)) as tmp:
+    asset = index_file.asset
+    artifacts.file(index_file).unlink(missing_ok=True)
+    with artifacts.writing(index_info) as tmp:
         tmp.write_text(json.dumps({"bundle_id": info["bundle_id"], "index": None, "reason": reason}, indent=2))
     context.log.info(f"{asset}: skipped, {reason}")
     return dg.MaterializeResult(
@@ -335,8 +349,8 @@ def _not_a_vector_bundle(context, artifacts: ArtifactStore, asset: str, parts: t
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[_recall_spec("playlist_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(BUNDLE, BUNDLE_INFO), check_specs=[_recall_spec("playlist_index")],
 )
 def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                    settings: PipelineSettings) -> dg.MaterializeResult:
@@ -344,38 +358,38 @@ def playlist_index(context: dg.AssetExecutionContext, config: IndexConfig, artif
     in, so it ranks by the model's own score); recall@10 and queries/s measured against exact
     search for a seeded sample of users. Vector models only: for a song-ranker bundle nothing is
     built and the metadata says why."""
-    info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
+    info = json.loads(artifacts.file(BUNDLE_INFO).read_text())
     if info.get("kind", VECTORS) != VECTORS:
-        return _not_a_vector_bundle(context, artifacts, "playlist_index", PLAYLIST_INDEX, info)
-    bundle = artifacts.load_arrays(*BUNDLE)
+        return _not_a_vector_bundle(context, artifacts, PLAYLIST_INDEX, PLAYLIST_INDEX_INFO, info)
+    bundle = artifacts.read(BUNDLE, "user_vectors", "playlist_vectors", "indexed_playlists", "cold_start")
     users, items = bundle["user_vectors"], bundle["playlist_vectors"][bundle["indexed_playlists"]]
     queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x1DE7)]
     # the service uses the index only with the bundle it was built from
-    metadata, report = _build_and_measure(context, artifacts, PLAYLIST_INDEX, items, queries, "dot", config,
-                                          settings.seed, bundle_id=info["bundle_id"])
+    metadata, report = _build_and_measure(context, artifacts, PLAYLIST_INDEX, PLAYLIST_INDEX_INFO, items, queries, "dot",
+                                          config, settings.seed, bundle_id=info["bundle_id"])
     return dg.MaterializeResult(metadata={"model": info["model"], **metadata},
                                 check_results=[_recall_check("playlist_index", report)])
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["serving_model"],
-    check_specs=[_recall_spec("user_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(BUNDLE, BUNDLE_INFO), check_specs=[_recall_spec("user_index")],
 )
 def user_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                settings: PipelineSettings) -> dg.MaterializeResult:
     """Annoy index over the serving model's user vectors (``angular``: users alike in taste,
     whatever their activity level), for "listeners like you"; recall@10 against exact cosine.
     Vector models only: for a song-ranker bundle nothing is built and the metadata says why."""
-    info = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
+    info = json.loads(artifacts.file(BUNDLE_INFO).read_text())
     if info.get("kind", VECTORS) != VECTORS:
-        return _not_a_vector_bundle(context, artifacts, "user_index", USER_INDEX, info)
-    bundle = artifacts.load_arrays(*BUNDLE)
+        return _not_a_vector_bundle(context, artifacts, USER_INDEX, USER_INDEX_INFO, info)
+    bundle = artifacts.read(BUNDLE, "user_vectors", "cold_start")
     users = bundle["user_vectors"]
     if info["model"] == "bpr":
         users = users[:, :-1]  # drop the constant column that carries the playlist bias
     queries = users[_query_sample(bundle["cold_start"], config.recall_queries, settings.seed, 0x05E4)]
-    metadata, report = _build_and_measure(context, artifacts, USER_INDEX, users, queries, "angular", config,
-                                          settings.seed, bundle_id=info["bundle_id"])
+    metadata, report = _build_and_measure(context, artifacts, USER_INDEX, USER_INDEX_INFO, users, queries, "angular",
+                                          config, settings.seed, bundle_id=info["bundle_id"])
     return dg.MaterializeResult(metadata={"model": info["model"], **metadata},
                                 check_results=[_recall_check("user_index", report)])
 
@@ -387,7 +401,8 @@ class RecommendationsConfig(dg.Config):
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb", "annoy"},
-    deps=["playlist_index"],
+    # the whole bundle, through the index's .json (written last, after serving_model's files)
+    deps=deps(PLAYLIST_INDEX_INFO),
     op_tags=DUCKDB_OP_TAGS,
     pool=DUCKDB_POOL,
     check_specs=[dg.AssetCheckSpec("recommendations_valid", asset="recommendations", blocking=True,
@@ -400,7 +415,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     users get the popularity list.
     DuckDB table ``recommendations`` (uid, user_id, rank, pid, score, model, cold_start)."""
     started = time.perf_counter()
-    artifacts.sync_down("serve")
+    artifacts.sync_down(*BUNDLE_DIR)
     rec = Recommender(artifacts.local_root())
     n_users, k = len(rec.user_ids), config.k
     # Annoy answers one query per call and releases the GIL while searching, and exact scoring
@@ -484,21 +499,20 @@ def recommendations_valid(uid: np.ndarray, playlist_idx: np.ndarray, lengths: np
 
 
 @dg.asset(
-    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"}, deps=["track_embeddings"],
-    check_specs=[_recall_spec("track_index")],
+    group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"annoy"},
+    deps=deps(TRACK_EMBEDDINGS), check_specs=[_recall_spec("track_index")],
 )
 def track_index(context: dg.AssetExecutionContext, config: IndexConfig, artifacts: ArtifactStore,
                 settings: PipelineSettings) -> dg.MaterializeResult:
     """Annoy index over the track embeddings (``angular``: item2vec/SVD similarity is cosine);
     item i is row i of ``tracks/track_embeddings.npz``. ``python -m spotify_assets.tracks similar``
     uses it when present; recall@10 against exact cosine on a seeded sample of tracks."""
-    embeddings = artifacts.load_arrays("tracks", "track_embeddings.npz")
-    vectors = embeddings["vectors"].astype(np.float32)
+    vectors = artifacts.read(TRACK_EMBEDDINGS, "vectors")["vectors"].astype(np.float32)
     rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 0x7AC5]))
     queries = vectors[np.sort(rng.choice(vectors.shape[0], size=min(config.recall_queries, vectors.shape[0]),
                                          replace=False))]
-    metadata, report = _build_and_measure(context, artifacts, TRACK_INDEX, vectors, queries, "angular", config,
-                                          settings.seed)
+    metadata, report = _build_and_measure(context, artifacts, TRACK_INDEX, TRACK_INDEX_INFO, vectors, queries, "angular",
+                                          config, settings.seed)
     return dg.MaterializeResult(metadata=metadata, check_results=[_recall_check("track_index", report)])
 
 
@@ -511,7 +525,7 @@ class RolloutConfig(dg.Config):
 
 @dg.asset(
     group_name=SERVE_GROUP, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"json"},
-    deps=["recommendations"],
+    deps=["recommendations"],  # the DuckDB table: a bundle is deployed once its lists were written and checked
 )
 def serving_rollout(context: dg.AssetExecutionContext, config: RolloutConfig,
                     artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -521,8 +535,8 @@ def serving_rollout(context: dg.AssetExecutionContext, config: RolloutConfig,
     ``candidate_share`` of users (or replaces the champion when the share is 0). Re-deploying
     the champion or the candidate changes nothing."""
     root = artifacts.local_root()
-    artifacts.sync_down("serve")
-    built = json.loads(artifacts.path(*BUNDLE_INFO).read_text())
+    artifacts.sync_down(*BUNDLE_DIR)
+    built = json.loads(artifacts.file(BUNDLE_INFO).read_text())
     rollout = read_rollout(root)
     if rollout is not None and built["bundle_id"] in (rollout.champion.bundle_id,
                                                       rollout.candidate.bundle_id if rollout.candidate else None):
@@ -543,14 +557,14 @@ def serving_rollout(context: dg.AssetExecutionContext, config: RolloutConfig,
             action = (f"{deployed.version} deployed as the canary candidate for {config.candidate_share:.0%} of users"
                       + (f" (superseding candidate {superseded})" if superseded else ""))
         write_rollout(root, rollout)
-        artifacts.publish(*ROLLOUT)
+        artifacts.publish(*ROLLOUT.path)
     context.log.info(action)
     return dg.MaterializeResult(metadata={
         "action": action,
         "champion": rollout.champion.version,
         "candidate": rollout.candidate.version if rollout.candidate else "none",
         "candidate_share": rollout.candidate_share,
-        "rollout": dg.MetadataValue.path(str(root.joinpath(*ROLLOUT))),
+        "rollout": dg.MetadataValue.path(str(ROLLOUT.under(root))),
         "history": dg.MetadataValue.md(markdown_table(_history_rows(rollout))),
     })
 

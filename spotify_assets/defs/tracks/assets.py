@@ -16,8 +16,10 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_INDEX, TRACK_MAP_PLOT, TWO_TOWER, deps
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.tracks import continuation as cont
@@ -41,7 +43,7 @@ from spotify_assets.tracks.duplicates import (
     pair_cosines,
     verdicts,
 )
-from spotify_assets.tracks.embedding_map import GENRE_KEYWORDS, MAP_PNG, name_genres, pca_2d, render_map, track_genres
+from spotify_assets.tracks.embedding_map import GENRE_KEYWORDS, name_genres, pca_2d, render_map, track_genres
 from spotify_assets.tracks.item2vec import (
     Item2VecConfig,
     build_vocabulary,
@@ -51,8 +53,8 @@ from spotify_assets.tracks.item2vec import (
     train_item2vec,
 )
 from spotify_assets.tracks.playlists import PlaylistData, load_playlists
-from spotify_assets.tracks.similar import EMBEDDINGS, TRACK_INDEX, load_embeddings, similar_tracks, track_details
-from spotify_assets.tracks.two_tower import TWO_TOWER, TwoTowerConfig, load_two_tower, train_two_tower
+from spotify_assets.tracks.similar import TrackEmbeddings, similar_tracks, track_details
+from spotify_assets.tracks.two_tower import TwoTowerConfig, load_two_tower, train_two_tower
 
 TRACKS = "tracks"
 CONTEXT = 5
@@ -70,6 +72,10 @@ def _playlists(warehouse: DuckDBWarehouse, **parts: bool) -> PlaylistData:
             return load_playlists(con, **parts)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from exc
+
+
+def _embeddings(artifacts: ArtifactStore) -> TrackEmbeddings:
+    return TrackEmbeddings.from_arrays(artifacts.read(TRACK_EMBEDDINGS, "vectors", "track_ids"))
 
 
 def _md_rows(rows: list[dict], digits: int = 4) -> str:
@@ -208,7 +214,7 @@ def track_embeddings(context: dg.AssetExecutionContext, config: TrackEmbeddingCo
     scored = [t for t in trials if np.isfinite(t["val_ndcg"])]
     best = max(scored, key=lambda t: t["val_ndcg"])["method"] if scored else "item2vec"
     vectors = candidates[best][0]
-    path = artifacts.save_arrays(*EMBEDDINGS, vectors=vectors, track_ids=vocab.track_ids.astype(np.int64))
+    path = artifacts.write(TRACK_EMBEDDINGS, vectors=vectors, track_ids=vocab.track_ids.astype(np.int64))
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
         "method": best,
@@ -245,8 +251,8 @@ class SimilarTracksConfig(dg.Config):
 
 
 @dg.asset(name="similar_tracks", group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS,
-          kinds={"duckdb", "numpy"}, deps=["track_embeddings", "track_index", "track_dictionary"], op_tags=DUCKDB_OP_TAGS,
-          pool=DUCKDB_POOL)
+          kinds={"duckdb", "numpy"}, deps=[*deps(TRACK_EMBEDDINGS, TRACK_INDEX), "track_dictionary"],
+          op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTracksConfig, warehouse: DuckDBWarehouse,
                          artifacts: ArtifactStore) -> dg.MaterializeResult:
     """The ``k`` nearest tracks by embedding cosine of the most popular embedded tracks
@@ -254,8 +260,8 @@ def similar_tracks_asset(context: dg.AssetExecutionContext, config: SimilarTrack
     serving Annoy index when it exists, exact otherwise; examples for a few hits in the
     metadata. The same lookup is ``python -m spotify_assets.tracks similar "<name>"``."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
-    index_path = artifacts.path(*TRACK_INDEX)
+    embeddings = _embeddings(artifacts)
+    index_path = artifacts.file(TRACK_INDEX)
     with warehouse.connect() as con:
         popularity = con.execute("SELECT track_id, n_playlists FROM track_dictionary").fetchnumpy()
         pop = np.zeros(int(np.max(popularity["track_id"], initial=-1)) + 1, np.int64)
@@ -304,7 +310,7 @@ class DuplicateTracksConfig(dg.Config):
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb"},
-          deps=["track_embeddings", "track_dictionary"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
+          deps=[*deps(TRACK_EMBEDDINGS), "track_dictionary"], op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def duplicate_tracks(context: dg.AssetExecutionContext, config: DuplicateTracksConfig, warehouse: DuckDBWarehouse,
                      artifacts: ArtifactStore, settings: PipelineSettings) -> dg.MaterializeResult:
     """Tracks that are the same song under different URIs: equal canonical song keys (case,
@@ -314,7 +320,7 @@ def duplicate_tracks(context: dg.AssetExecutionContext, config: DuplicateTracksC
     ``duplicate_tracks``: one row per group member with its canonical (most popular) track,
     key, cosine to the canonical track and verdict."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
+    embeddings = _embeddings(artifacts)
     with warehouse.connect() as con:
         rows = con.execute("SELECT track_id, track_uri, track_name, artist_name, n_playlists FROM track_dictionary "
                            "ORDER BY track_id").fetchnumpy()
@@ -375,14 +381,14 @@ class EmbeddingMapConfig(dg.Config):
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"numpy"},
-          deps=["track_embeddings", "stg_playlists", "playlist_track_ids"])
+          deps=[*deps(TRACK_EMBEDDINGS), "stg_playlists", "playlist_track_ids"])
 def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapConfig, warehouse: DuckDBWarehouse,
                         artifacts: ArtifactStore) -> dg.MaterializeResult:
     """A PNG scatter of the most popular tracks' embeddings projected on their first two
     principal components, each track coloured by the genre its playlists' names suggest
     ("country roads", "workout", "chill vibes" ...; majority vote over its playlists)."""
     started = time.perf_counter()
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
+    embeddings = _embeddings(artifacts)
     with warehouse.connect(read_only=True) as con:
         names = con.execute("SELECT pid, name FROM stg_playlists ORDER BY pid").fetchnumpy()
         rows = con.execute("SELECT pid, track_id FROM playlist_track_ids").fetchnumpy()
@@ -396,10 +402,10 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
     order = np.lexsort((embeddings.track_ids, -counts[embeddings.track_ids]))[: config.top_tracks]
     coords, explained = pca_2d(embeddings.vectors[order])
     genre = track_genres(row_genre, row_track, embeddings.track_ids[order])
-    with artifacts.atomic_path(*MAP_PNG) as tmp:
+    with artifacts.writing(TRACK_MAP_PLOT) as tmp:
         title = f"{order.size:,} most popular tracks: embeddings on 2 principal components, by playlist-name genre"
         legend = render_map(coords, genre, tmp, title, top_genres=config.top_genres, explained=explained)
-    path = artifacts.path(*MAP_PNG)
+    path = artifacts.file(TRACK_MAP_PLOT)
     encoded = base64.b64encode(path.read_bytes()).decode()
     labelled = int((genre >= 0).sum())
     return dg.MaterializeResult(metadata={
@@ -421,41 +427,37 @@ def track_embedding_map(context: dg.AssetExecutionContext, config: EmbeddingMapC
 # --------------------------------------------------------------------------------------
 
 
-class TwoTowerModelConfig(dg.Config):
-    """The two-tower model's settings (:class:`~spotify_assets.tracks.two_tower.TwoTowerConfig`);
-    defaults train in well under a minute on the committed sample on one CPU core."""
+#: the model's defaults: the run config's come from here, so the asset and the benchmark train alike
+_TWO_TOWER = TwoTowerConfig()
 
-    dim: int = 64
-    """Query and track vector size."""
-    hidden: int = 128
-    """Width of the playlist and track MLPs."""
-    name_buckets: int = 1 << 15
-    """Rows of the hashed name n-gram table."""
-    batch_size: int = 256
-    """Examples per step."""
-    positives_per_example: int = 8
-    """Held-out tracks each example must find (all others in the step are its negatives)."""
-    uniform_negatives: int = 1024
-    """Extra negatives per step, uniform over the vocabulary (log-frequency corrected)."""
-    max_epochs: int = 12
-    patience: int = 2
-    """Epochs without a better val NDCG before stopping."""
-    examples_per_playlist: int = 4
-    """Rounds over the training playlists per epoch."""
-    title_dropout: float = 0.3
-    """Share of examples with context tracks whose name is hidden (the "no title" categories)."""
-    random_context_share: float = 0.2
-    """Share of examples whose context is random positions (the "random" categories)."""
-    lr: float = 2e-3
-    """Adam step of the dense layers."""
-    sparse_lr: float = 0.02
-    """Row-wise Adagrad step of the embedding tables."""
-    cpu_threads: int = 1
-    """Torch threads on CPU (0 = torch's default)."""
-    val_per_category: int = 100
-    """Val playlists per challenge category for early stopping; 0 = all."""
-    accelerator: str = "auto"
-    """'auto' trains on CUDA when torch sees a GPU, else CPU."""
+
+class TwoTowerModelConfig(dg.Config):
+    """The two-tower model's settings (:class:`~spotify_assets.tracks.two_tower.TwoTowerConfig`,
+    whose defaults these are); they train in well under a minute on the committed sample on one
+    CPU core. The descriptions are what the launchpad shows."""
+
+    dim: int = Field(default=_TWO_TOWER.dim, description="Query and track vector size.")
+    hidden: int = Field(default=_TWO_TOWER.hidden, description="Width of the playlist and track MLPs.")
+    name_buckets: int = Field(default=_TWO_TOWER.name_buckets, description="Rows of the hashed name n-gram table.")
+    batch_size: int = Field(default=_TWO_TOWER.batch_size, description="Examples per step.")
+    positives_per_example: int = Field(default=_TWO_TOWER.positives_per_example, description=(
+        "Held-out tracks each example must find (all others in the step are its negatives)."))
+    uniform_negatives: int = Field(default=_TWO_TOWER.uniform_negatives, description=(
+        "Extra negatives per step, uniform over the vocabulary (log-frequency corrected)."))
+    max_epochs: int = Field(default=_TWO_TOWER.max_epochs, description="Epochs at most.")
+    patience: int = Field(default=_TWO_TOWER.patience, description="Epochs without a better val NDCG before stopping.")
+    examples_per_playlist: int = Field(default=_TWO_TOWER.examples_per_playlist,
+                                       description="Rounds over the training playlists per epoch.")
+    title_dropout: float = Field(default=_TWO_TOWER.title_dropout, description=(
+        'Share of examples with context tracks whose name is hidden (the "no title" categories).'))
+    random_context_share: float = Field(default=_TWO_TOWER.random_context_share, description=(
+        'Share of examples whose context is random positions (the "random" categories).'))
+    lr: float = Field(default=_TWO_TOWER.lr, description="Adam step of the dense layers.")
+    sparse_lr: float = Field(default=_TWO_TOWER.sparse_lr, description="Row-wise Adagrad step of the embedding tables.")
+    cpu_threads: int = Field(default=_TWO_TOWER.cpu_threads, description="Torch threads on CPU (0 = torch's default).")
+    val_per_category: int = Field(default=100, description=(
+        "Val playlists per challenge category for early stopping; 0 = all."))
+    accelerator: str = Field(default="auto", description="'auto' trains on CUDA when torch sees a GPU, else CPU.")
 
 
 def _catalogue(warehouse: DuckDBWarehouse) -> Callable[[np.ndarray], dict[str, list[str]]]:
@@ -496,10 +498,10 @@ def two_tower_model(context: dg.AssetExecutionContext, config: TwoTowerModelConf
                                                          if f.name in TwoTowerModelConfig.model_fields})
     context.log.info(f"two-tower: {train_indptr.size - 1:,} train playlists, {val.size:,} val queries")
     result = train_two_tower(train_indptr, train_tracks, data.part_names(cont.TRAIN), data.features, model_config,
-                             artifacts.path(*TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
+                             artifacts.file(TWO_TOWER), val=(val, data.names), track_artist=data.track_artist(),
                              catalogue=_catalogue(warehouse), accelerator=config.accelerator,
                              log=context.log.info)
-    location = artifacts.publish(*TWO_TOWER)
+    location = artifacts.publish(*TWO_TOWER.path)
     history = [{k: v for k, v in row.items()} for row in result.history]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(location),
@@ -546,8 +548,7 @@ def _bench_table() -> str | None:
 
 
 @dg.asset(group_name=TRACKS, automation_condition=EAGER_WHEN_CHECKS_PASS, kinds={"duckdb", "numpy"},
-          deps=["track_embeddings", "two_tower_model", "next_track_examples", "playlist_track_ids",
-                "stg_playlists"],
+          deps=[*deps(TRACK_EMBEDDINGS, TWO_TOWER), "next_track_examples", "playlist_track_ids", "stg_playlists"],
           op_tags=DUCKDB_OP_TAGS, pool=DUCKDB_POOL)
 def playlist_continuation_eval(context: dg.AssetExecutionContext, config: ContinuationEvalConfig,
                                warehouse: DuckDBWarehouse, artifacts: ArtifactStore,
@@ -562,8 +563,8 @@ def playlist_continuation_eval(context: dg.AssetExecutionContext, config: Contin
     table in the metadata."""
     started = time.perf_counter()
     data = _playlists(warehouse, with_names=True)
-    embeddings = load_embeddings(artifacts.path(*EMBEDDINGS).parents[1])
-    model = load_two_tower(artifacts.path(*TWO_TOWER))
+    embeddings = _embeddings(artifacts)
+    model = load_two_tower(artifacts.file(TWO_TOWER))
     train_indptr, train_tracks = data.part(cont.TRAIN)
     train = cont.playlist_track_matrix(train_indptr, train_tracks, data.n_tracks)
     known = np.asarray(train.sum(axis=0)).ravel() > 0

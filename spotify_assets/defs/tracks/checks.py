@@ -4,11 +4,9 @@
 import dagster as dg
 
 from spotify_assets.checks import Verdict
+from spotify_assets.contract import TRACK_EMBEDDINGS, TRACK_MAP_PLOT, TWO_TOWER
 from spotify_assets.resources import DUCKDB_OP_TAGS, ArtifactStore, DuckDBWarehouse
 from spotify_assets.tracks import validation
-from spotify_assets.tracks.embedding_map import MAP_PNG
-from spotify_assets.tracks.similar import EMBEDDINGS
-from spotify_assets.tracks.two_tower import TWO_TOWER
 
 
 def _result(verdict: Verdict, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
@@ -29,7 +27,7 @@ def next_track_examples_valid(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult
 def track_embeddings_valid(artifacts: ArtifactStore, warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     """The embedding artifact holds finite, L2-normalised float32 vectors and unique int64
     track ids inside track_dictionary (what similar tracks, the map and the serving index assume)."""
-    arrays = artifacts.load_arrays(*EMBEDDINGS)
+    arrays = artifacts.read(TRACK_EMBEDDINGS, "vectors", "track_ids")
     with warehouse.connect(read_only=True) as con:
         n_tracks = con.execute("SELECT count(*) FROM track_dictionary").fetchall()[0][0]
     return _result(validation.embeddings_valid(arrays["vectors"], arrays["track_ids"], int(n_tracks)))
@@ -46,7 +44,7 @@ def duplicates_mostly_confirmed(warehouse: DuckDBWarehouse) -> dg.AssetCheckResu
 @dg.asset_check(asset="track_embedding_map")
 def track_embedding_map_is_png(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     """The map is a valid, non-trivial PNG (signature, IHDR with a size, at least 2 kB)."""
-    return _result(validation.png_valid(artifacts.path(*MAP_PNG)))
+    return _result(validation.png_valid(artifacts.file(TRACK_MAP_PLOT)))
 
 
 @dg.asset_check(asset="playlist_continuation_eval", op_tags=DUCKDB_OP_TAGS)
@@ -70,4 +68,4 @@ def two_tower_model_ranks(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     """The model file loads with torch.load(weights_only=True), carries a name for every
     vocabulary track, and ranks full, distinct, name-dependent lists for name-only
     playlists (what the continue endpoint serves)."""
-    return _result(validation.two_tower_ranks(artifacts.path(*TWO_TOWER)))
+    return _result(validation.two_tower_ranks(artifacts.file(TWO_TOWER)))
