@@ -269,6 +269,47 @@ def test_hard_negatives_are_the_models_best_non_interactions(data: Planted) -> N
     assert hit.mean() > 0.99, hit.mean()
 
 
+def test_native_hard_mining_picks_what_mine_picks(data: Planted) -> None:
+    """The C kernel's mining (inside its minibatch loop, weights as they are before each
+    minibatch) picks the negatives BPRModule.mine picks, and then steps like the torch step
+    on those triplets."""
+    config = replace(CONFIG, negatives="hard", hard_candidates=8, negatives_per_positive=1)
+    _, (rows, _) = _epoch_rows(data, config)
+    rows = torch.from_numpy(rows[:1000])
+    interactions = InteractionSet.from_csr(data.train)
+    modules = [BPRModule(data.n_users, data.n_playlists, config, interactions=interactions) for _ in range(2)]
+    fast = NativeBPRStep(_native_step().kernel, config.batch_size, interactions)
+    size, expected = 256, 0.0
+    torch_params = (modules[0].net.users.weight.data, modules[0].net.playlists.weight.data,
+                    modules[0].net.bias.weight.data[:, 0])
+    for start in range(0, rows.shape[0], size):  # the torch path: mine, then step, per minibatch
+        triplets = modules[0].mine(rows[start : start + size])
+        assert not interactions.contains(triplets[:, 0].numpy(), triplets[:, 2].numpy()).any()
+        expected += float(FusedBPRStep()(*torch_params, triplets, config.lr, config.reg))
+    fast.batch_size = size
+    got = fast.minibatches(modules[1].net.users.weight.data, modules[1].net.playlists.weight.data,
+                           modules[1].net.bias.weight.data[:, 0], rows, config.lr, config.reg, mine_top=4)
+    assert got == pytest.approx(expected, rel=1e-5)
+    for name, value in modules[0].net.state_dict().items():
+        torch.testing.assert_close(modules[1].net.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_native_membership_equals_searchsorted(data: Planted) -> None:
+    interactions = InteractionSet.from_csr(data.train)
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, data.n_users, (500, 1))
+    playlists = np.concatenate([rng.integers(0, data.n_playlists, (500, 7)),
+                                data.train.indices[rng.integers(0, data.train.nnz, (500, 1))]], axis=1)
+    kernel = _native_step().kernel
+    got = kernel.contains(interactions.keys, interactions.indptr, data.n_playlists, users, playlists)
+    expected = interactions.contains_searchsorted(users, playlists)
+    assert got.shape == (500, 8) and got.dtype == bool and expected.any()
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(interactions.contains(users, playlists), expected)
+    empty = InteractionSet.from_csr(sp.csr_matrix((3, 4), dtype=np.float32))
+    assert not empty.contains(np.arange(3)[:, None], np.arange(4)[None, :]).any()
+
+
 def test_bpr_beats_popularity_on_planted_clusters(data: Planted, trained) -> None:
     popularity = evaluate_full(popularity_scorer(popularity_scores(data.train)), data.test)["all"]["recall@10"]
     ckpt = read_checkpoint(trained.checkpoint)

@@ -72,7 +72,7 @@ from torch import nn
 from spotify_assets.atomic import atomic_write
 from spotify_assets.evaluate.tasks import RankingTask
 from spotify_assets.evaluate.metrics import average_per_user, full_ranking_per_user
-from spotify_assets.train.native import BPRKernel, build_error, load_bpr_kernel
+from spotify_assets.train.native import BPRKernel, HardMining, build_error, load_bpr_kernel
 from spotify_assets.train.progress import ProgressLog, TrainClock
 from spotify_assets.train.negatives import (
     NEGATIVE_MODES,
@@ -92,6 +92,8 @@ COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 #: negative sampling modes: the three honest ones, then the original system's recipe
 BPR_NEGATIVES: tuple[str, ...] = (*NEGATIVE_MODES, "seed_leaky")
 _STREAM_EPOCH_NEGATIVES = 0xB9C
+#: hard mining checks this many of the best-scored candidates for a non-interaction
+MINE_TOP = 4
 
 
 @dataclass(frozen=True)
@@ -358,10 +360,12 @@ class NativeBPRStep:
     (CPU tensors only): same math, each row fetched once and written once, with prefetching.
     Holds the kernel's scratch block (``3 * batch * d + batch`` float32), grown on demand."""
 
-    def __init__(self, kernel: BPRKernel, batch_size: int) -> None:
+    def __init__(self, kernel: BPRKernel, batch_size: int, interactions: InteractionSet | None = None) -> None:
         self.kernel = kernel
         self.batch_size = batch_size
+        self.interactions = interactions  # what hard mining checks candidates against
         self._scratch = torch.empty(0)
+        self._mined = torch.empty(0, dtype=torch.int64)
 
     def _scratch_for(self, batch: int, d: int) -> torch.Tensor:
         need = 3 * batch * d + batch
@@ -370,14 +374,26 @@ class NativeBPRStep:
         return self._scratch
 
     def minibatches(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, lr: float,
-                    reg: float) -> float:
-        """Apply ``rows`` (n, >= 3) int (user, positive, negative, ignored columns...) as
-        consecutive minibatches of ``batch_size``, exactly as :class:`FusedBPRStep` called on
-        each slice in turn would (float rounding aside); in place on W (n_users, d), H
-        (n_playlists, d), b (n_playlists,) float32. Returns the summed BPR loss."""
+                    reg: float, mine_top: int = 0) -> float:
+        """Apply ``rows`` as consecutive minibatches of ``batch_size``, in place on W
+        (n_users, d), H (n_playlists, d), b (n_playlists,) float32.
+
+        ``mine_top == 0``: ``rows`` (n, >= 3) int are (user, positive, negative, ignored
+        columns...), applied exactly as :class:`FusedBPRStep` called on each slice in turn
+        would (float rounding aside). ``mine_top > 0``: ``rows`` (n, 3 + K) are
+        :class:`EpochTriplets` "hard" rows and each minibatch's negatives are first mined
+        with the weights as they are before it, by :meth:`BPRModule.mine`'s rule with
+        ``top=mine_top`` (needs ``interactions``). Returns the summed BPR loss."""
         rows = rows.to(torch.int64).contiguous()
         batch = min(self.batch_size, max(rows.shape[0], 1))
-        return self.kernel.minibatches(W, H, b, rows, batch, lr, reg, self._scratch_for(batch, W.shape[1]))
+        mining = None
+        if mine_top:
+            if self.interactions is None:
+                raise ValueError("hard mining needs the interactions")
+            if self._mined.numel() < 3 * batch:
+                self._mined = torch.empty(3 * batch, dtype=torch.int64)
+            mining = HardMining(self.interactions.keys, self.interactions.indptr, mine_top, self._mined)
+        return self.kernel.minibatches(W, H, b, rows, batch, lr, reg, self._scratch_for(batch, W.shape[1]), mining)
 
     def __call__(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, batch: torch.Tensor, lr: float,
                  reg: float) -> float:
@@ -430,7 +446,7 @@ class BPRModule(TrainClock, pl.LightningModule):
         return nn.functional.softplus(-x).mean() + 0.5 * self.config.reg * l2 / batch.shape[0]
 
     @torch.no_grad()
-    def mine(self, rows: torch.Tensor, top: int = 4) -> torch.Tensor:
+    def mine(self, rows: torch.Tensor, top: int = MINE_TOP) -> torch.Tensor:
         """(n, 3 + K) rows of :class:`EpochTriplets` ("hard") -> (n, 3) triplets whose
         negative is, of the K candidates, the one the current weights score highest among
         those outside the user's interactions (of the ``top`` best; else the exact uniform
@@ -460,8 +476,10 @@ class BPRModule(TrainClock, pl.LightningModule):
         # and hard negatives are mined with the weights as they are before each minibatch
         W, H, b = self.net.users.weight, self.net.playlists.weight, self.net.bias.weight[:, 0]
         size = self.config.batch_size
-        if isinstance(self._fused, NativeBPRStep) and batch.shape[1] == 3:  # no mining: one call
-            self._accumulate(self._fused.minibatches(W, H, b, batch, self.config.lr, self.config.reg), batch.shape[0])
+        if isinstance(self._fused, NativeBPRStep):  # one call, mining included
+            loss = self._fused.minibatches(W, H, b, batch, self.config.lr, self.config.reg,
+                                           mine_top=MINE_TOP if batch.shape[1] > 3 else 0)
+            self._accumulate(loss, batch.shape[0])
             return None
         for start in range(0, batch.shape[0], size):
             rows = batch[start : start + size]
@@ -487,7 +505,7 @@ class BPRModule(TrainClock, pl.LightningModule):
             kernel = load_bpr_kernel()
             self.kernel_seconds = time.perf_counter() - started
             if kernel is not None:
-                self._fused = NativeBPRStep(kernel, self.config.batch_size)
+                self._fused = NativeBPRStep(kernel, self.config.batch_size, self.interactions)
             elif self.config.compile == "on":
                 warnings.warn(f"the C BPR kernel did not build, using the torch step: {build_error()}", stacklevel=2)
 

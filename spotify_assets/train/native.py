@@ -26,8 +26,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SOURCE = Path(__file__).with_name("bpr_kernel.c")
@@ -60,6 +62,19 @@ def _cpu_signature() -> str:
     return "\n".join(dict.fromkeys(keep))
 
 
+@dataclass(frozen=True)
+class HardMining:
+    """What the kernel's hard-negative mining reads: the training interactions as
+    ``keys`` int64 (nnz,) sorted ``user * n_playlists + playlist`` and ``indptr`` int64
+    (n_users + 1,) (an :class:`~spotify_assets.train.negatives.InteractionSet`), ``top``
+    candidates checked best first, ``buffer`` int64 of at least 3 * batch elements."""
+
+    keys: np.ndarray
+    indptr: np.ndarray
+    top: int
+    buffer: torch.Tensor
+
+
 class BPRKernel:
     """ctypes handle of ``bpr_sgd_minibatches`` (see ``bpr_kernel.c``)."""
 
@@ -71,12 +86,33 @@ class BPRKernel:
         fn.restype = ctypes.c_double
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float,
-                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        contains = lib.csr_contains
+        contains.restype = None
+        contains.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
         self._fn = fn
+        self._contains = contains
         self._lib = lib
 
+    def contains(self, keys: np.ndarray, indptr: np.ndarray, n_playlists: int, users: np.ndarray,
+                 playlists: np.ndarray) -> np.ndarray:
+        """bool array (broadcast shape of users and playlists): is (user, playlist) one of the
+        interactions? ``keys`` int64 (nnz,) sorted ``user * n_playlists + playlist``,
+        ``indptr`` int64 (n_users + 1,) each user's range in ``keys`` (an
+        :class:`~spotify_assets.train.negatives.InteractionSet`). Ids out of range: False."""
+        users, playlists = np.broadcast_arrays(np.asarray(users, np.int64), np.asarray(playlists, np.int64))
+        users, playlists = np.ascontiguousarray(users), np.ascontiguousarray(playlists)
+        keys, indptr = np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(indptr, np.int64)
+        out = np.empty(users.shape, np.uint8)
+        if out.size:
+            self._contains(keys.ctypes.data, indptr.ctypes.data, indptr.size - 1, n_playlists, users.ctypes.data,
+                           playlists.ctypes.data, out.size, out.ctypes.data)
+        return out.view(bool)
+
     def minibatches(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, batch: int,
-                    lr: float, reg: float, scratch: torch.Tensor) -> float:
+                    lr: float, reg: float, scratch: torch.Tensor, mine: HardMining | None = None) -> float:
         """Apply consecutive minibatch SGD updates, in place.
 
         Parameters
@@ -89,6 +125,9 @@ class BPRKernel:
             be shorter; each minibatch's gradients are taken at its starting parameters.
         lr, reg : SGD step and L2 weight.
         scratch : float32 CPU tensor of at least ``3 * batch * d + batch`` elements.
+        mine : hard mining (:class:`HardMining`): ``rows`` are (user, positive, fallback, K
+            candidates), and before each minibatch its negatives are mined with the weights
+            as they are then (``BPRModule.mine``'s rule); None: the rows are triplets.
 
         Returns
         -------
@@ -109,8 +148,19 @@ class BPRKernel:
         n = rows.shape[0]
         if n == 0:
             return 0.0
+        k, top, keys, indptr, mined = 0, 0, None, None, None
+        if mine is not None:
+            k, top = rows.shape[1] - 3, mine.top
+            if k < 1 or k > 256 or mine.keys.dtype != np.int64 or mine.indptr.dtype != np.int64 \
+                    or mine.indptr.size != W.shape[0] + 1 or not (mine.keys.flags.c_contiguous
+                                                                   and mine.indptr.flags.c_contiguous):
+                raise ValueError("hard mining needs 1-256 candidate columns and int64 contiguous keys/indptr "
+                                 "of n_users + 1 rows")
+            if mine.buffer.dtype != torch.int64 or mine.buffer.numel() < 3 * batch:
+                raise ValueError("mining buffer too small")
+            keys, indptr, mined = mine.keys.ctypes.data, mine.indptr.ctypes.data, mine.buffer.data_ptr()
         result = self._fn(W.data_ptr(), H.data_ptr(), b.data_ptr(), d, rows.data_ptr(), rows.shape[1], n, batch,
-                          lr, reg, scratch.data_ptr(), W.shape[0], H.shape[0])
+                          lr, reg, scratch.data_ptr(), W.shape[0], H.shape[0], k, top, keys, indptr, mined)
         if result < 0:
             bad = int(-1 - result)
             raise IndexError(f"row {bad} of the minibatches has an id out of range: {rows[bad, :3].tolist()} "
