@@ -528,7 +528,7 @@ def render_markdown(results: dict) -> str:
     lines += ["", "## Targets", "", "| stage | target | measured | verdict |", "|---|---|---:|---|"]
     for target in results["targets"]:
         value = target["value"]
-        shown = "—" if value is None else (f"{value:.3g}×" if target["metric"].startswith("ratio:")
+        shown = "—" if value is None else (f"{value:.3g}×" if target["metric"].startswith(("ratio:", "metric_ratio:"))
                                            else _fmt_value(value))
         lines.append(f"| {target['stage']} | {target['target']} | {shown} | {_verdict(target['met'])} |")
     return "\n".join(lines) + "\n"
