@@ -714,6 +714,7 @@ def bpr_ours(ctx: StageContext) -> Measurement:
     import torch
 
     from spotify_assets.train.bpr import BPRConfig, load_checkpoint, train_bpr
+    from spotify_assets.train.native import load_bpr_kernel
 
     _set_torch_threads(ctx)
     triplets, n_users, n_playlists = _bpr_triplets(ctx)
@@ -739,7 +740,9 @@ def bpr_ours(ctx: StageContext) -> Measurement:
         ctx.log(f"{negatives} negatives drawn per epoch: {positives.nnz:,} triplets, "
                 f"{run.triplets_per_second / 1e6:.2f}M/s")
     (ctx.work / "bpr_epoch.pt").unlink(missing_ok=True)
-    update = "C kernel (cc -march=native)" if result.compiled_update else "eager torch"
+    kernel = load_bpr_kernel() if result.compiled_update else None
+    flags = " ".join(f for f in kernel.flags if f.startswith("-march")) or "no -march" if kernel else ""
+    update = f"C kernel (cc {flags})" if kernel else "eager torch step"
     return Measurement(ctx.stage, "ours", "ours",
                        f"Lightning, in-memory shuffled triplet tensor, fused SGD update in the {update} "
                        f"(build {result.compile_seconds:.1f} s, before training), {torch.get_num_threads()} torch "
@@ -753,6 +756,7 @@ def bpr_ours(ctx: StageContext) -> Measurement:
                                 "batch_size": config.batch_size, "torch_threads": torch.get_num_threads(),
                                 "compiled_update": result.compiled_update,
                                 "compile_seconds": round(result.compile_seconds, 2),
+                                "kernel_flags": " ".join(kernel.flags) if kernel else None,
                                 "train_loss": (result.history[-1].get("train_loss") if result.history else None),
                                 "uniform_negatives_per_s": round(per_epoch["uniform"]),
                                 "hard_negatives_per_s": round(per_epoch["hard"]),

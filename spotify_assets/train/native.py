@@ -9,7 +9,8 @@ triplets, and is compiled with ``-O3 -march=native`` by the machine's own compil
 uses whatever vector unit the CPU has.
 
 Build: ``cc -O3 -march=native -shared -fPIC`` (``-march=native`` dropped where the compiler
-does not know it), ~0.3 s, once per (source, compiler, CPU) into
+does not know it; ``$SPOTIFY_ASSETS_KERNEL_MARCH`` names another target, e.g. ``x86-64-v3``
+to measure what an AVX2-only CPU gets), ~0.3 s, once per (source, compiler, CPU, target) into
 ``$SPOTIFY_ASSETS_KERNEL_CACHE`` (default ``~/.cache/spotify_assets/kernels``), written
 atomically so concurrent processes can share the folder. No compiler, or a failed build:
 :func:`load_bpr_kernel` returns None with the reason in :func:`build_error`, and callers
@@ -168,9 +169,15 @@ class BPRKernel:
         return result
 
 
+def _march() -> str:
+    """``-march`` value: ``$SPOTIFY_ASSETS_KERNEL_MARCH`` (e.g. ``x86-64-v3`` to build as for an
+    AVX2-only CPU, ``x86-64`` for SSE2 only) or ``native``."""
+    return os.environ.get("SPOTIFY_ASSETS_KERNEL_MARCH", "").strip() or "native"
+
+
 def _build(cc: str, out: Path) -> tuple[str, ...]:
     errors = []
-    for arch in (("-march=native",), ()):
+    for arch in ((f"-march={_march()}",), ()):
         flags = (*_FLAGS, *arch)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             target = Path(tmp) / out.name
@@ -206,7 +213,7 @@ def load_bpr_kernel() -> BPRKernel | None:
             if cc is None:
                 raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
             version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-            key = hashlib.sha256("\0".join((SOURCE.read_text(), cc, version, _cpu_signature(), *_FLAGS))
+            key = hashlib.sha256("\0".join((SOURCE.read_text(), cc, version, _cpu_signature(), *_FLAGS, _march()))
                                  .encode()).hexdigest()[:16]
             folder = kernel_cache_dir()
             folder.mkdir(parents=True, exist_ok=True)
