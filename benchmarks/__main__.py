@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--no-naive", action="store_true", help="skip the naive methods")
     runner.add_argument("--no-peers", action="store_true",
                         help="skip library peers (DuckDB SQL labels, sklearn KNN, implicit BPR, hnswlib)")
+    runner.add_argument("--repeats", type=int, default=1,
+                        help="run each method of the requested stages N times, interleaved, and report the "
+                             "median rows/s (every repeat's rate and load average in the JSON row's repeats)")
     runner.add_argument("--child-timeout", type=float, default=3 * 3600.0,
                         help="kill a method's subprocess after this many seconds (default 3 h)")
     for name, spec in DEFAULT_OPTIONS.items():
@@ -190,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {name: getattr(args, name) for name in DEFAULT_OPTIONS if getattr(args, name) is not None}
     results = run(RunSettings(scale=args.scale, seed=args.seed, stages=args.stages, cache=args.cache,
                               results=args.results, naive_budget=args.naive_budget, naive=not args.no_naive,
-                              peers=not args.no_peers, child_timeout=args.child_timeout, options=options))
+                              peers=not args.no_peers, child_timeout=args.child_timeout, options=options,
+                              repeats=args.repeats))
     missing = [r for r in results["rows"] if "error" in r]
     return 1 if missing else 0
 
