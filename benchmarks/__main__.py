@@ -58,7 +58,9 @@ naive methods and peers (same data, same run)
   triplets   per-user Python loop, sets, random.Random rejection sampling
   eval       per-row Python loop, random.sample + rejection
   bpr        per-sample torch Dataset + DataLoader + autograd SGD; peer: implicit BPR
-             (same factors, same train positives, ~same number of samples)
+             (same factors, same train positives, ~same number of samples); ours also
+             trains 1 epoch each with uniform and hard negatives drawn per epoch over
+             those positives (metrics uniform/hard_negatives_per_s, second target)
   knn        one query at a time (sparse row x all users, argpartition); peer: sklearn
              NearestNeighbors(metric="cosine", algorithm="brute"), same k, one thread,
              checked against ours (similarity_agreement, neighbor_agreement = 1.0)

@@ -11,10 +11,14 @@ uses whatever vector unit the CPU has.
 Build: ``cc -O3 -march=native -shared -fPIC`` (``-march=native`` dropped where the compiler
 does not know it; ``$SPOTIFY_ASSETS_KERNEL_MARCH`` names another target, e.g. ``x86-64-v3``
 to measure what an AVX2-only CPU gets), ~0.3 s, once per (source, compiler, CPU, target) into
-``$SPOTIFY_ASSETS_KERNEL_CACHE`` (default ``~/.cache/spotify_assets/kernels``), written
-atomically so concurrent processes can share the folder. No compiler, or a failed build:
-:func:`load_bpr_kernel` returns None with the reason in :func:`build_error`, and callers
-fall back to the torch step.
+``$SPOTIFY_ASSETS_KERNEL_CACHE`` (default ``~/.cache/spotify_assets/kernels``; the temp
+folder when that is not writable), written atomically so concurrent processes can share it.
+No compiler, or a failed build: :func:`load_bpr_kernel` returns None with the reason in
+:func:`build_error`, and callers fall back to the torch step (and
+``InteractionSet.contains`` to ``np.searchsorted``).
+
+Also here: the membership test of the negative draws (``csr_contains``) and hard-negative
+mining (``mine_rows``), which the kernel runs before each minibatch it steps.
 """
 
 from __future__ import annotations
@@ -216,7 +220,13 @@ def load_bpr_kernel() -> BPRKernel | None:
             key = hashlib.sha256("\0".join((SOURCE.read_text(), cc, version, _cpu_signature(), *_FLAGS, _march()))
                                  .encode()).hexdigest()[:16]
             folder = kernel_cache_dir()
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                if not os.access(folder, os.W_OK):
+                    raise PermissionError(folder)
+            except OSError:  # a read-only home (containers): the temp folder
+                folder = Path(tempfile.gettempdir()) / f"spotify_assets_kernels_{os.getuid()}"
+                folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"bpr_kernel-{key}.so"
             flags_file = path.with_suffix(".flags")
             if not path.exists():
