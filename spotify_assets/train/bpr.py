@@ -20,9 +20,11 @@ Optimizers (``BPRConfig.optimizer``):
 
 ``"sgd"`` (default, fastest)
     Automatic optimization off. ``training_step`` computes the BPR gradients in closed
-    form and applies them with ``index_add_`` into preallocated buffers: per-triplet SGD
-    steps of size ``lr`` (gradients of repeated rows in a minibatch add up), the update
-    ``implicit`` applies, without autograd's bookkeeping or per-step allocations.
+    form and applies them in place: per-triplet SGD steps of size ``lr`` (gradients of
+    repeated rows in a minibatch add up, all taken at the minibatch's starting weights),
+    the update ``implicit`` applies, without autograd's bookkeeping or per-step
+    allocations; on CPU in the C kernel (below), on a GPU with ``index_add_`` into
+    preallocated buffers (:class:`FusedBPRStep`).
 ``"sparse_adam"``
     Autograd, sparse embedding gradients, ``torch.optim.SparseAdam`` (loss = batch mean).
 ``"adam"``
@@ -36,7 +38,9 @@ step is waiting for random rows. :class:`NativeBPRStep` runs the same update as 
 (``bpr_kernel.c``, built by the machine's C compiler with ``-march=native`` in ~0.3 s,
 cached on disk; :mod:`spotify_assets.train.native`): each row is fetched once, written once,
 and the rows of the next triplets are prefetched. It is single-threaded and deterministic.
-Without a C compiler it falls back to the eager step (with a warning for ``compile="on"``).
+It also mines the "hard" negatives of each minibatch (same rule as :meth:`BPRModule.mine`)
+before stepping it. Without a C compiler it falls back to the eager step (with a warning
+for ``compile="on"``).
 It replaced a ``torch.compile`` (TorchInductor) version, which took ~20 s to compile and ran
 no faster than the eager step on AVX2 CPUs (0.62-0.79x implicit there; the C loop does not
 depend on the vector unit: its SSE2-only build is ~2.6x the eager step on an AVX-512 CPU).
@@ -50,7 +54,9 @@ atomically as a plain tensor dict with the hyperparameters, readable with
 
 Reproducibility: on CPU two runs with the same seed give bit-identical weights (seeded
 init from a local generator, seeded permutations and draws, deterministic CPU kernels). On
-GPU, ``index_add_`` accumulates with atomics, so runs agree only up to float rounding.
+GPU, ``index_add_`` accumulates with atomics, so runs agree only up to float rounding. The C
+kernel is built for the CPU it runs on (FMA or not), so two CPU models may differ in the
+last bits; the torch step (``compile="off"``) agrees with it up to float rounding.
 """
 
 from __future__ import annotations
