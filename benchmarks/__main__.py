@@ -58,7 +58,9 @@ naive methods and peers (same data, same run)
   triplets   per-user Python loop, sets, random.Random rejection sampling
   eval       per-row Python loop, random.sample + rejection
   bpr        per-sample torch Dataset + DataLoader + autograd SGD; peer: implicit BPR
-             (same factors, same train positives, ~same number of samples)
+             (same factors, same train positives, ~same number of samples); ours also
+             trains 1 epoch each with uniform and hard negatives drawn per epoch over
+             those positives (metrics uniform/hard_negatives_per_s, second target)
   knn        one query at a time (sparse row x all users, argpartition); peer: sklearn
              NearestNeighbors(metric="cosine", algorithm="brute"), same k, one thread,
              checked against ours (similarity_agreement, neighbor_agreement = 1.0)
@@ -113,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--no-naive", action="store_true", help="skip the naive methods")
     runner.add_argument("--no-peers", action="store_true",
                         help="skip library peers (DuckDB SQL labels, sklearn KNN, implicit BPR, hnswlib)")
+    runner.add_argument("--repeats", type=int, default=1,
+                        help="run each method of the requested stages N times, interleaved, and report the "
+                             "median rows/s (every repeat's rate and load average in the JSON row's repeats)")
     runner.add_argument("--child-timeout", type=float, default=3 * 3600.0,
                         help="kill a method's subprocess after this many seconds (default 3 h)")
     for name, spec in DEFAULT_OPTIONS.items():
@@ -190,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {name: getattr(args, name) for name in DEFAULT_OPTIONS if getattr(args, name) is not None}
     results = run(RunSettings(scale=args.scale, seed=args.seed, stages=args.stages, cache=args.cache,
                               results=args.results, naive_budget=args.naive_budget, naive=not args.no_naive,
-                              peers=not args.no_peers, child_timeout=args.child_timeout, options=options))
+                              peers=not args.no_peers, child_timeout=args.child_timeout, options=options,
+                              repeats=args.repeats))
     missing = [r for r in results["rows"] if "error" in r]
     return 1 if missing else 0
 

@@ -224,3 +224,35 @@ def test_peer_agreement_checks_catch_disagreement() -> None:
     similarity_ok, neighbors_ok = knn_agreement(exact.neighbors[done], exact.similarities[done],
                                                 run.extra["neighbors"][shifted], run.extra["similarities"][shifted])
     assert not similarity_ok.all() and not neighbors_ok.all()
+
+
+def test_bpr_stage_measures_the_update_and_per_epoch_negatives_beside_implicit(tiny_run) -> None:
+    """The bpr stage (ours + implicit, tiny, two interleaved repeats) records what ran, the
+    update that ran (the C kernel where it builds), the per-epoch-negatives rates, both
+    targets against implicit, and every repeat's rate and load."""
+    root, _ = tiny_run
+    done = _bench("run", "--scale", "tiny", "--stages", "bpr", "--no-naive", "--threads", "1", "--repeats", "2",
+                  "--cache", str(root / "cache"), "--results", str(root / "results_bpr"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((root / "results_bpr" / "tiny.json").read_text())
+    rows = {r["method"]: r for r in results["rows"] if r["stage"] == "bpr"}
+    assert set(rows) == {"ours", "implicit-bpr"}
+    for row in rows.values():
+        _assert_records_what_ran(row)
+        assert row["threads"] == 1 and row["processes"] == 1
+        # --repeats 2: the reported run is the slower one (lower median), both are kept
+        assert [r["rows_per_s"] for r in row["repeats"]] and len(row["repeats"]) == 2
+        assert row["rows_per_s"] == min(r["rows_per_s"] for r in row["repeats"])
+        assert all(len(r["load_avg_1m"]) == 2 for r in row["repeats"])
+    metrics = rows["ours"]["metrics"]
+    assert metrics["uniform_negatives_per_s"] > 0 and metrics["hard_negatives_per_s"] > 0
+    assert metrics["epoch_negatives_triplets"] == rows["implicit-bpr"]["metrics"]["interactions"]
+    from spotify_assets.train.native import load_bpr_kernel
+
+    assert metrics["compiled_update"] == (load_bpr_kernel() is not None)
+    targets = {t["metric"]: t for t in results["targets"] if t["stage"] == "bpr"}
+    assert set(targets) == {"ratio:implicit-bpr", "metric_ratio:uniform_negatives_per_s:implicit-bpr"}
+    uniform = targets["metric_ratio:uniform_negatives_per_s:implicit-bpr"]
+    assert uniform["value"] == pytest.approx(metrics["uniform_negatives_per_s"] / rows["implicit-bpr"]["rows_per_s"])
+    report = (root / "results_bpr" / "tiny.md").read_text()
+    assert "per epoch >= implicit BPR | " in report and "median of 2 runs (" in report

@@ -17,11 +17,10 @@ from spotify_assets.train.baselines import popularity_scores
 from spotify_assets.train.bpr import (
     BPRConfig,
     BPRModule,
-    COMPILE_MIN_UPDATES,
     BPRNet,
-    CompiledBPRStep,
     EpochTriplets,
     FusedBPRStep,
+    NativeBPRStep,
     ShuffledTripletBatches,
     load_checkpoint,
     read_checkpoint,
@@ -29,8 +28,9 @@ from spotify_assets.train.bpr import (
     score_candidates,
     score_users,
     train_bpr,
-    use_compiled_update,
+    use_native_update,
 )
+from spotify_assets.train import native
 from spotify_assets.train.negatives import InteractionSet
 
 
@@ -94,10 +94,19 @@ def _recall(net: BPRNet, task: RankingTask) -> float:
                          task)["all"]["recall@10"]
 
 
-def test_fused_sgd_step_equals_autograd() -> None:
-    """One fused step = W - lr * grad of the summed objective (repeated rows included)."""
+def _native_step(batch_size: int = 2048) -> NativeBPRStep:
+    kernel = native.load_bpr_kernel()
+    if kernel is None:
+        pytest.skip(f"the C kernel does not build here: {native.build_error()}")
+    return NativeBPRStep(kernel, batch_size)
+
+
+@pytest.mark.parametrize("kind", ["torch", "native"])
+def test_fused_sgd_step_equals_autograd(kind: str) -> None:
+    """One fused step (torch ops or the C kernel) = W - lr * grad of the summed objective,
+    computed by autograd (repeated rows included)."""
     torch.manual_seed(0)
-    net = BPRNet(6, 8, dim=4, seed=1)
+    net = BPRNet(6, 8, dim=20, seed=1)  # 20 = one 16-lane block of the C dot product + a tail
     with torch.no_grad():
         net.bias.weight.normal_()
     batch = torch.tensor([[0, 1, 2], [0, 1, 3], [5, 2, 1], [4, 7, 7]])  # user 0 and playlist 1 repeated
@@ -109,56 +118,88 @@ def test_fused_sgd_step_equals_autograd() -> None:
     objective = torch.nn.functional.softplus(-x).sum() + reg / 2 * (W[u].pow(2).sum() + H[i].pow(2).sum()
                                                                   + H[j].pow(2).sum())
     objective.backward()
-    loss = FusedBPRStep()(net.users.weight, net.playlists.weight, net.bias.weight[:, 0], batch, lr, reg)
+    step = FusedBPRStep() if kind == "torch" else _native_step()
+    loss = step(net.users.weight, net.playlists.weight, net.bias.weight[:, 0], batch, lr, reg)
     assert float(loss) == pytest.approx(float(torch.nn.functional.softplus(-x.detach()).sum()), rel=1e-6)
     for param, reference in zip((net.users.weight, net.playlists.weight, net.bias.weight), params):
         torch.testing.assert_close(param.detach(), (reference - lr * reference.grad).detach(), rtol=1e-6, atol=1e-6)
 
 
-def test_compiled_step_equals_the_eager_step() -> None:
-    """torch.compile's fused update = the eager fused step (float rounding aside), repeated
-    rows included; partial minibatches go to the eager step."""
+def test_native_step_equals_the_torch_step() -> None:
+    """The C kernel's minibatches = the torch fused step on each slice in turn (float rounding
+    aside): repeated rows, a partial last minibatch, int32 ids and rows wider than a triplet
+    (the hard-mining candidates, ignored) included."""
     gen = torch.Generator().manual_seed(3)
-    n_users, n_playlists, d, size = 50, 40, 16, 64
-    batches = [torch.stack([torch.randint(0, n_users, (size,), generator=gen),
-                            torch.randint(0, n_playlists, (size,), generator=gen),
-                            torch.randint(0, n_playlists, (size,), generator=gen)], 1) for _ in range(5)]
-    batches.append(batches[0][:10])  # an epoch's last, partial minibatch
-    nets = [BPRNet(n_users, n_playlists, dim=d, seed=2) for _ in range(2)]
-    eager, compiled = FusedBPRStep(), CompiledBPRStep(size)
-    for batch in batches:
-        losses = [step(net.users.weight, net.playlists.weight, net.bias.weight[:, 0], batch, 0.1, 0.01)
-                  for step, net in zip((eager, compiled), nets)]
-        assert float(losses[1]) == pytest.approx(float(losses[0]), rel=1e-5)
-    assert compiled.failed is None and compiled.compile_seconds > 0
-    initial = BPRNet(n_users, n_playlists, dim=d, seed=2).state_dict()
-    compiled_state = nets[1].state_dict()
+    n_users, n_playlists, d, size = 50, 40, 37, 64
+    rows = torch.stack([torch.randint(0, n_users, (5 * size + 10,), generator=gen)]
+                       + [torch.randint(0, n_playlists, (5 * size + 10,), generator=gen) for _ in range(4)], 1)
+    nets = [BPRNet(n_users, n_playlists, dim=d, seed=2) for _ in range(3)]
+    with torch.no_grad():
+        for net in nets:
+            net.bias.weight.copy_(torch.randn(n_playlists, 1, generator=torch.Generator().manual_seed(5)))
+    initial = {k: v.clone() for k, v in nets[0].state_dict().items()}
+    eager, fast = FusedBPRStep(), _native_step(size)
+
+    def params(net: BPRNet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return net.users.weight.data, net.playlists.weight.data, net.bias.weight.data[:, 0]
+
+    eager_loss = sum(float(eager(*params(nets[0]), rows[s : s + size, :3], 0.1, 0.01))
+                     for s in range(0, rows.shape[0], size))
+    fast_loss = fast.minibatches(*params(nets[1]), rows, 0.1, 0.01)  # (n, 5): columns 3-4 ignored
+    narrow_loss = fast.minibatches(*params(nets[2]), rows[:, :3].to(torch.int32), 0.1, 0.01)
+    assert fast_loss == pytest.approx(eager_loss, rel=1e-5) and narrow_loss == fast_loss
     for name, eager_value in nets[0].state_dict().items():
-        torch.testing.assert_close(compiled_state[name], eager_value, rtol=1e-5, atol=1e-6)
-        assert not torch.equal(compiled_state[name], initial[name]), name  # the steps did move it
+        torch.testing.assert_close(nets[1].state_dict()[name], eager_value, rtol=1e-5, atol=1e-6)
+        assert torch.equal(nets[2].state_dict()[name], nets[1].state_dict()[name]), name
+        assert not torch.equal(nets[1].state_dict()[name], initial[name]), name  # the steps did move it
 
 
-def test_compile_only_where_it_pays() -> None:
-    big = COMPILE_MIN_UPDATES
-    assert use_compiled_update(BPRConfig(max_epochs=10), big // 10, "cpu")
-    assert not use_compiled_update(BPRConfig(max_epochs=10), big // 10 - 1, "cpu")
-    assert use_compiled_update(BPRConfig(compile="on", max_epochs=1), 10, "cpu")
-    assert not use_compiled_update(BPRConfig(compile="off", max_epochs=100), big, "cpu")
-    assert not use_compiled_update(BPRConfig(compile="on"), big, "cuda")  # GPU: the eager step
-    assert not use_compiled_update(BPRConfig(compile="on", optimizer="sparse_adam"), big, "cpu")
+def test_native_step_rejects_ids_out_of_range() -> None:
+    net = BPRNet(4, 5, dim=8, seed=0)
+    before = net.users.weight.detach().clone()
+    step = _native_step()
+    for bad in ([[0, 1, 5]], [[4, 1, 2]], [[0, -1, 2]]):
+        with pytest.raises(IndexError, match="out of range"):
+            step(net.users.weight.data, net.playlists.weight.data, net.bias.weight.data[:, 0], torch.tensor(bad),
+                 0.1, 0.0)
+    assert torch.equal(net.users.weight, before)  # nothing written
+
+
+def test_native_update_where_asked() -> None:
+    assert use_native_update(BPRConfig(), "cpu") and use_native_update(BPRConfig(compile="on"), "cpu")
+    assert not use_native_update(BPRConfig(compile="off"), "cpu")
+    assert not use_native_update(BPRConfig(compile="on"), "cuda")  # GPU: the torch step
+    assert not use_native_update(BPRConfig(compile="on", optimizer="sparse_adam"), "cpu")
     with pytest.raises(ValueError, match="compile"):
         BPRConfig(compile="yes")
 
 
-def test_compiled_training_is_reproducible_and_learns(data: Planted, tmp_path: Path) -> None:
-    config = replace(CONFIG, compile="on")
-    runs = [train_bpr(data.train, config, tmp_path / f"c{k}.pt", validation=data.val, accelerator="cpu")
-            for k in range(2)]
-    assert all(r.compiled_update for r in runs)
-    first, second = (load_checkpoint(r.checkpoint).state_dict() for r in runs)
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
-    assert runs[0].best_val_recall > 0.3, runs[0].history
+def test_native_training_learns_like_the_torch_step(data: Planted, trained, tmp_path: Path) -> None:
+    """``trained`` (compile="auto") ran in the C kernel (test_training_is_reproducible_on_cpu
+    repeats it bit for bit); the torch step (compile="off") learns as well: same math, other
+    rounding."""
+    if native.load_bpr_kernel() is None:
+        pytest.skip(f"the C kernel does not build here: {native.build_error()}")
+    assert trained.compiled_update and trained.best_val_recall > 0.5, trained.history
+    eager = train_bpr(data.train, replace(CONFIG, compile="off"), tmp_path / "eager.pt", validation=data.val,
+                      accelerator="cpu")
+    assert not eager.compiled_update
+    assert abs(eager.best_val_recall - trained.best_val_recall) <= 0.05, (eager.history, trained.history)
+
+
+def test_without_a_c_compiler_training_falls_back_to_the_torch_step(data: Planted, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    config = replace(CONFIG, max_epochs=1)
+    auto = train_bpr(data.train, config, tmp_path / "auto.pt", validation=data.val, accelerator="cpu")
+    with pytest.warns(UserWarning, match="did not build"):
+        on = train_bpr(data.train, replace(config, compile="on"), tmp_path / "on.pt", validation=data.val,
+                       accelerator="cpu")
+    assert not auto.compiled_update and not on.compiled_update and "no C compiler" in native.build_error()
+    off = train_bpr(data.train, replace(config, compile="off"), tmp_path / "off.pt", validation=data.val,
+                    accelerator="cpu")
+    assert torch.equal(load_checkpoint(auto.checkpoint).users.weight, load_checkpoint(off.checkpoint).users.weight)
 
 
 def test_fixed_triplet_batches_are_seeded_permutations() -> None:
@@ -228,6 +269,47 @@ def test_hard_negatives_are_the_models_best_non_interactions(data: Planted) -> N
     assert hit.mean() > 0.99, hit.mean()
 
 
+def test_native_hard_mining_picks_what_mine_picks(data: Planted) -> None:
+    """The C kernel's mining (inside its minibatch loop, weights as they are before each
+    minibatch) picks the negatives BPRModule.mine picks, and then steps like the torch step
+    on those triplets."""
+    config = replace(CONFIG, negatives="hard", hard_candidates=8, negatives_per_positive=1)
+    _, (rows, _) = _epoch_rows(data, config)
+    rows = torch.from_numpy(rows[:1000])
+    interactions = InteractionSet.from_csr(data.train)
+    modules = [BPRModule(data.n_users, data.n_playlists, config, interactions=interactions) for _ in range(2)]
+    fast = NativeBPRStep(_native_step().kernel, config.batch_size, interactions)
+    size, expected = 256, 0.0
+    torch_params = (modules[0].net.users.weight.data, modules[0].net.playlists.weight.data,
+                    modules[0].net.bias.weight.data[:, 0])
+    for start in range(0, rows.shape[0], size):  # the torch path: mine, then step, per minibatch
+        triplets = modules[0].mine(rows[start : start + size])
+        assert not interactions.contains(triplets[:, 0].numpy(), triplets[:, 2].numpy()).any()
+        expected += float(FusedBPRStep()(*torch_params, triplets, config.lr, config.reg))
+    fast.batch_size = size
+    got = fast.minibatches(modules[1].net.users.weight.data, modules[1].net.playlists.weight.data,
+                           modules[1].net.bias.weight.data[:, 0], rows, config.lr, config.reg, mine_top=4)
+    assert got == pytest.approx(expected, rel=1e-5)
+    for name, value in modules[0].net.state_dict().items():
+        torch.testing.assert_close(modules[1].net.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_native_membership_equals_searchsorted(data: Planted) -> None:
+    interactions = InteractionSet.from_csr(data.train)
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, data.n_users, (500, 1))
+    playlists = np.concatenate([rng.integers(0, data.n_playlists, (500, 7)),
+                                data.train.indices[rng.integers(0, data.train.nnz, (500, 1))]], axis=1)
+    kernel = _native_step().kernel
+    got = kernel.contains(interactions.keys, interactions.indptr, data.n_playlists, users, playlists)
+    expected = interactions.contains_searchsorted(users, playlists)
+    assert got.shape == (500, 8) and got.dtype == bool and expected.any()
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(interactions.contains(users, playlists), expected)
+    empty = InteractionSet.from_csr(sp.csr_matrix((3, 4), dtype=np.float32))
+    assert not empty.contains(np.arange(3)[:, None], np.arange(4)[None, :]).any()
+
+
 def test_bpr_beats_popularity_on_planted_clusters(data: Planted, trained) -> None:
     popularity = evaluate_full(popularity_scorer(popularity_scores(data.train)), data.test)["all"]["recall@10"]
     ckpt = read_checkpoint(trained.checkpoint)
@@ -276,7 +358,7 @@ def test_training_is_reproducible_on_cpu(data: Planted, trained, tmp_path: Path)
     second = load_checkpoint(again.checkpoint).state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]), key
-    assert again.history == trained.history
+    assert again.history == trained.history and again.compiled_update == trained.compiled_update
     other = train_bpr(data.train, replace(CONFIG, seed=4, max_epochs=1), tmp_path / "other.pt", validation=data.val,
                       accelerator="cpu")
     assert not torch.equal(load_checkpoint(other.checkpoint).users.weight, second["users.weight"])
