@@ -1,0 +1,212 @@
+"""Issue 18 item 4: MPD slices read in worker processes (orjson + vectorised checks) load
+exactly what DuckDB's reader loaded, refuse exactly what it refused, and a refused slice
+in a parallel load leaves every other slice's rows alone."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from spotify_assets.ingest import (
+    InputFormatError,
+    default_mpd_workers,
+    list_mpd_slices,
+    load_mpd_slices,
+    read_mpd_slice,
+)
+
+TABLES = {
+    "mpd_playlists": "*",
+    "mpd_playlist_tracks": "*",
+    "mpd_slice_files": "slice, bytes, mtime_ns, sha256",  # loaded_at is the load's clock
+}
+
+
+def _rows_in_storage_order(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Every row of the MPD tables in rowid (insertion) order: byte-for-byte content."""
+    return {t: con.execute(f"SELECT {cols} FROM {t} ORDER BY rowid").fetchall() for t, cols in TABLES.items()}
+
+
+def _copy_slices(tiny_raw: Path, folder: Path, *, gz: bool = False) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in list_mpd_slices(tiny_raw / "mpd"):
+        if gz:
+            target = folder / (path.name + ".gz")
+            target.write_bytes(gzip.compress(path.read_bytes()))
+        else:
+            target = Path(shutil.copy(path, folder))
+        copies.append(target)
+    return copies
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["json", "json.gz"])
+def test_parallel_load_equals_duckdb_reader_byte_for_byte(tiny_raw: Path, tmp_path: Path, gz: bool) -> None:
+    """`tiny` data: worker processes + orjson give the very rows, in the very order, that
+    the pre-issue-18 loader (DuckDB's reader, one slice at a time) wrote."""
+    slices = [(p, p.name) for p in _copy_slices(tiny_raw, tmp_path / "mpd", gz=gz)]
+    assert len(slices) >= 2
+    before = duckdb.connect(str(tmp_path / "duckdb_reader.duckdb"))
+    after = duckdb.connect(str(tmp_path / "parallel.duckdb"))
+    try:
+        loaded_before, failed = load_mpd_slices(before, slices, workers=1, parser="duckdb")
+        assert failed == [] and {r.notes["parser"] for r in loaded_before} == {"duckdb"}
+        loaded_after, failed = load_mpd_slices(after, slices, workers=2)
+        assert failed == [] and {r.notes["parser"] for r in loaded_after} == {"orjson"}
+        assert [r.rows for r in loaded_after] == [r.rows for r in loaded_before]
+        expected = _rows_in_storage_order(before)
+        assert all(expected.values())
+        assert _rows_in_storage_order(after) == expected
+        for table in TABLES:  # same column types too
+            assert after.execute(f"DESCRIBE {table}").fetchall() == before.execute(f"DESCRIBE {table}").fetchall()
+    finally:
+        before.close()
+        after.close()
+    for path, _ in slices:  # and slice by slice, the Arrow tables themselves
+        fast, reference = read_mpd_slice(path), read_mpd_slice(path, parser="duckdb")
+        assert fast.parser == "orjson" and reference.parser == "duckdb"
+        assert fast.playlists.equals(reference.playlists) and fast.tracks.equals(reference.tracks)
+        assert fast.fingerprint == reference.fingerprint
+
+
+def _slice_text(first_pid: int = 0) -> dict:
+    track = {"pos": 0, "artist_name": "A: the band", "track_uri": "spotify:track:0", "artist_uri": "spotify:artist:0",
+             "track_name": "Song", "album_uri": "spotify:album:0", "duration_ms": 1000, "album_name": "Al"}
+    return {
+        "info": {"slice": "0-9", "version": "v1", "nested": [{"a:b": "c:d"}, None, 1.5]},
+        "playlists": [
+            {"name": "one", "collaborative": "false", "pid": first_pid, "modified_at": 1, "num_tracks": 1,
+             "num_albums": 1, "num_followers": 1, "tracks": [track], "num_edits": 1, "duration_ms": 1000,
+             "num_artists": 1},
+            {"name": "two: empty", "collaborative": "true", "pid": first_pid + 1, "modified_at": 2, "num_tracks": 0,
+             "num_albums": 0, "num_followers": 0, "tracks": [], "num_edits": 0, "duration_ms": 0, "num_artists": 0,
+             "description": "x"},
+        ],
+    }
+
+
+def _variants() -> dict[str, bytes]:
+    """Documents the fast path must leave to DuckDB's reader (or agree with it on)."""
+    base = _slice_text()
+    plain = json.dumps(base, indent=2).encode()
+    out = {"valid": plain, "valid_compact": json.dumps(base, separators=(",", ":")).encode()}
+    out["duplicate_playlist_key"] = plain.replace(b'"pid": 0,', b'"pid": 0, "pid": 5,')
+    out["duplicate_track_key"] = plain.replace(b'"pos": 0,', b'"pos": 0, "pos": 0,')
+    out["duplicate_top_key"] = plain.replace(b'"info":', b'"playlists": [], "info":', 1)
+    out["duplicate_info_key"] = plain.replace(b'"version": "v1"', b'"version": "v1", "version": "v2"')
+    out["escaped_duplicate_key"] = plain.replace(b'"pid": 0,', b'"\\u0070id": 0, "pid": 0,')
+    out["escaped_colon_hides_duplicate"] = plain.replace(
+        b'"name": "one"', b'"name": "one\\u003a", "name": "one"').replace(b'"A: the band"', b'"A the band"')
+    out["escaped_colon_in_a_string"] = plain.replace(b'"name": "one"', b'"name": "one\\u003A"')
+    out["byte_order_mark"] = b"\xef\xbb\xbf" + plain
+    out["nan_in_info"] = plain.replace(b'"v1"', b"NaN")
+    out["float_count"] = plain.replace(b'"num_albums": 1,', b'"num_albums": 1.0,')
+    out["float_pos"] = plain.replace(b'"pos": 0,', b'"pos": 0.5,')
+    out["bool_count"] = plain.replace(b'"num_edits": 1,', b'"num_edits": true,')
+    out["bool_collaborative"] = plain.replace(b'"collaborative": "true"', b'"collaborative": true')
+    out["mixed_collaborative"] = plain.replace(b'"collaborative": "false"', b'"collaborative": false')
+    out["string_count"] = plain.replace(b'"num_followers": 1,', b'"num_followers": "1",')
+    out["huge_int"] = plain.replace(b'"modified_at": 1,', b'"modified_at": 9223372036854775808,')
+    out["int64_max"] = plain.replace(b'"modified_at": 1,', b'"modified_at": 9223372036854775807,')
+    out["int32_over"] = plain.replace(b'"num_followers": 1,', b'"num_followers": 2147483648,')
+    out["negative"] = plain.replace(b'"duration_ms": 1000,', b'"duration_ms": -1000,', 1)
+    out["null_optional"] = plain.replace(b'"num_albums": 1,', b'"num_albums": null,')
+    out["null_required"] = plain.replace(b'"name": "one"', b'"name": null')
+    out["unknown_key"] = plain.replace(b'"num_edits": 1,', b'"num_edits": 1, "extra": 1,')
+    out["upper_case_key"] = plain.replace(b'"pid": 0,', b'"PID": 0,')
+    out["unknown_top_key"] = plain.replace(b'"info":', b'"other": 1, "info":', 1)
+    out["no_info"] = json.dumps({"playlists": base["playlists"]}).encode()
+    out["num_tracks_wrong"] = plain.replace(b'"num_tracks": 1,', b'"num_tracks": 2,')
+    out["duplicate_pid"] = plain.replace(b'"pid": 1,', b'"pid": 0,')
+    out["pid_outside_range"] = plain.replace(b'"pid": 1,', b'"pid": 10,')
+    out["bad_uri"] = plain.replace(b'"spotify:track:0"', b'"spotify:album:0"')
+    out["track_not_object"] = plain.replace(b'"tracks": []', b'"tracks": [1]')
+    out["tracks_not_list"] = plain.replace(b'"tracks": []', b'"tracks": {}')
+    out["empty_slice"] = json.dumps({"info": {}, "playlists": []}).encode()
+    out["top_level_list"] = b"[" + plain + b"]"
+    out["two_documents"] = plain + b"\n" + plain
+    out["trailing_comma"] = plain.replace(b'"description": "x"', b'"description": "x",')
+    out["truncated"] = plain[:-3]
+    out["nul_in_string"] = plain.replace(b'"Song"', b'"So\\u0000ng"')
+    out["surrogate_pair"] = plain.replace(b'"Song"', b'"So\\ud83d\\ude00ng"')
+    out["lone_surrogate"] = plain.replace(b'"Song"', b'"So\\ud83dng"')
+    out["invalid_utf8"] = plain.replace(b'"Song"', b'"So\xffng"')
+    out["unicode"] = json.dumps(base, ensure_ascii=False).replace("Song", "Sông ♫").encode()
+    out["ascii_escapes"] = json.dumps(copy.deepcopy(base) | {"playlists": [
+        base["playlists"][0] | {"name": "été ♫ \"q\" \\ \t"}]}, ensure_ascii=True).encode()
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_variants()))
+def test_fast_path_agrees_with_duckdb_reader(tmp_path: Path, name: str) -> None:
+    """Each tricky document: the default reader loads the same tables as DuckDB's reader,
+    or refuses with the same message (file and record)."""
+    raw = _variants()[name]
+    path = tmp_path / "mpd.slice.0-9.json"
+    path.write_bytes(raw)
+
+    def outcome(parser: str):
+        try:
+            parsed = read_mpd_slice(path, parser=parser)
+        except InputFormatError as exc:
+            assert str(path) in str(exc) and exc.where
+            return ("refused", str(exc))
+        return ("loaded", parsed.playlists.to_pylist(), parsed.tracks.to_pylist())
+
+    got, expected = outcome("auto"), outcome("duckdb")
+    assert got == expected
+    if name in ("valid", "valid_compact", "no_info", "unicode", "ascii_escapes", "surrogate_pair",
+                "null_optional", "int64_max", "nul_in_string"):
+        assert got[0] == "loaded" and read_mpd_slice(path).parser == "orjson", got
+    if name in ("bool_collaborative", "mixed_collaborative", "byte_order_mark", "nan_in_info", "unknown_key"):
+        assert got[0] == "loaded", got
+    if got[0] == "loaded" and (name.startswith(("duplicate_", "escaped_")) or name == "byte_order_mark"):
+        # orjson keeps the last of duplicate keys and refuses a BOM: DuckDB's reader decided
+        assert read_mpd_slice(path).parser == "duckdb"
+
+
+def test_a_refused_slice_in_a_parallel_load_leaves_the_others(tiny_raw: Path, tmp_path: Path, caplog) -> None:
+    """Worker processes: the bad slice's error names the file and the record (pickled back
+    whole), its earlier rows stay as they were, and the slices after it still load."""
+    folder = tmp_path / "mpd"
+    paths = _copy_slices(tiny_raw, folder)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    try:
+        loaded, failed = load_mpd_slices(con, [(p, p.name) for p in paths], workers=2)
+        assert failed == [] and len(loaded) == len(paths)
+        good = _rows_in_storage_order(con)
+        bad = paths[0]
+        document = json.loads(bad.read_text())
+        document["playlists"][3]["tracks"][1]["pos"] = "seven"
+        bad.write_text(json.dumps(document, indent=2))
+        seen: list[int] = []
+        with caplog.at_level(logging.INFO, logger="spotify_assets.ingest"):
+            loaded, failed = load_mpd_slices(con, [(p, p.name) for p in paths], workers=2,
+                                             on_done=lambda i, _: seen.append(i))
+        assert seen == list(range(len(paths)))  # progress in input order
+        assert [r.notes["slice"] for r in loaded] == [p.name for p in paths[1:]]
+        assert len(failed) == 1
+        error = failed[0]
+        assert isinstance(error, InputFormatError) and error.path == str(bad)
+        pid = document["playlists"][3]["pid"]
+        assert error.where == f"playlists[3] (pid {pid}).tracks[1]"
+        assert "field 'pos' must be a non-negative integer, got 'seven'" in error.problem
+        assert _rows_in_storage_order(con)["mpd_playlists"] and sorted(
+            _rows_in_storage_order(con)["mpd_playlists"]) == sorted(good["mpd_playlists"])
+        assert sum("refused" in r.message for r in caplog.records) == 1
+        assert sum("MB/s so far" in r.message for r in caplog.records) == len(paths) - 1
+    finally:
+        con.close()
+
+
+def test_worker_count_defaults_to_one_per_core() -> None:
+    import os
+
+    assert default_mpd_workers() == len(os.sched_getaffinity(0))
