@@ -510,6 +510,10 @@ def render_markdown(results: dict) -> str:
                         "scored_pairs_agreement", "similarity_agreement", "neighbor_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")
+            if isinstance(metrics.get("load_average_1m"), dict):  # what else ran on the machine meanwhile
+                load = metrics["load_average_1m"]
+                notes.append(f"1-min load average while timed {load['median']} (min {load['min']}, max "
+                             f"{load['max']}) on {load['cpus']} CPUs")
             tree = row.get("peak_tree_pss_mb")
             if tree and tree > 1.1 * row["peak_rss_mb"]:  # worker processes: their sum matters
                 notes.append(f"processes together peaked at {tree:,.0f} MB (PSS)")
