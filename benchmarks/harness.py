@@ -506,7 +506,7 @@ def render_markdown(results: dict) -> str:
             if row.get("extrapolated_from"):
                 notes.append(f"**extrapolated from {row['extrapolated_from']:,} rows**")
             metrics = row.get("metrics", {})
-            for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "hard_pool_agreement",
+            for key in ("mpd_mb_per_s", "mpd_mb_per_cpu_s", "recall_at_10", "liked_agreement", "hard_pool_agreement",
                         "scored_pairs_agreement", "similarity_agreement", "neighbor_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")

@@ -295,11 +295,15 @@ def ingest_ours(ctx: StageContext) -> Measurement:
             write_ms += int(result.notes["write_ms"])
 
         load = sample_load_average()
+        cpu_before = _cpu_seconds()
         # the load ends with one CHECKPOINT (load_mpd_slices), timed here with the rest
         loaded, rejected = load_mpd_slices(con, [(p, p.name) for p in slices], workers=workers, on_done=on_done)
         if rejected:
             raise rejected[0]
         mpd_seconds = clock()
+        # user + system CPU of this process and its (finished) reader processes: on a machine
+        # shared with other work the wall-clock rate drops, the CPU per MB much less
+        mpd_cpu_seconds = _cpu_seconds() - cpu_before
         load_average = load()
         entp = load_entp_triplets(con, _entp_file(ctx.raw))
         msd = load_msd_songs(con, unique_tracks=_msd_file(ctx.raw, "unique_tracks.txt"),
@@ -317,15 +321,25 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                  "slices": len(slices), "playlists": playlists, "workers": workers,
                  "slices_by_parser": parsers, "read_ms_per_slice": round(read_ms / max(len(loaded), 1)),
                  "write_ms_per_slice": round(write_ms / max(len(loaded), 1)),
-                 "load_average_1m": load_average,
+                 "load_average_1m": load_average, "mpd_cpu_seconds": round(mpd_cpu_seconds, 2),
+                 "mpd_mb_per_cpu_s": round(mpd_bytes / 1e6 / max(mpd_cpu_seconds, 1e-9), 2),
                  "entp_rows": entp.rows["entp_listens"], "entp_seconds": round(entp.seconds, 3),
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
                  "msd_rows": msd.rows["msd_songs"], "msd_seconds": round(msd.seconds, 3),
                  "all_inputs_seconds": round(total_seconds, 3), "duckdb_threads": duckdb_threads},
         processes=workers + 1, threads=max(1, duckdb_threads),
-        threads_detail=f"{workers} reader processes (one thread each) + 1 writer process (DuckDB threads="
-                       f"{duckdb_threads})",
+        threads_detail=f"{workers} reader processes (one thread each) + 1 writer process (DuckDB threads=1 "
+                       f"while readers run, {duckdb_threads} for the final "
+                       "checkpoint)" if workers > 1 else f"1 process reading and writing (DuckDB threads={duckdb_threads})",
     )
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def sample_load_average(interval_s: float = 1.0) -> Callable[[], dict]:
