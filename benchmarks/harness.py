@@ -514,6 +514,8 @@ def render_markdown(results: dict) -> str:
                 load = metrics["load_average_1m"]
                 notes.append(f"1-min load average while timed {load['median']} (min {load['min']}, max "
                              f"{load['max']}) on {load['cpus']} CPUs")
+                if "others_cpu_share" in metrics:
+                    notes.append(f"other processes used {metrics['others_cpu_share']:.0%} of the CPUs meanwhile")
             tree = row.get("peak_tree_pss_mb")
             if tree and tree > 1.1 * row["peak_rss_mb"]:  # worker processes: their sum matters
                 notes.append(f"processes together peaked at {tree:,.0f} MB (PSS)")

@@ -322,6 +322,9 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                  "slices_by_parser": parsers, "read_ms_per_slice": round(read_ms / max(len(loaded), 1)),
                  "write_ms_per_slice": round(write_ms / max(len(loaded), 1)),
                  "load_average_1m": load_average, "mpd_cpu_seconds": round(mpd_cpu_seconds, 2),
+                 # CPU seconds other processes used meanwhile, out of cpus x wall
+                 "others_cpu_share": round(max(0.0, load_average["machine_busy_share"] - mpd_cpu_seconds / max(
+                     mpd_seconds * (os.cpu_count() or 1), 1e-9)), 3),
                  "mpd_mb_per_cpu_s": round(mpd_bytes / 1e6 / max(mpd_cpu_seconds, 1e-9), 2),
                  "entp_rows": entp.rows["entp_listens"], "entp_seconds": round(entp.seconds, 3),
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
@@ -342,6 +345,17 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal)
+    since boot, from /proc/stat; 0.0 where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def sample_load_average(interval_s: float = 1.0) -> Callable[[], dict]:
     """Start sampling the 1-minute load average every ``interval_s`` in a daemon thread;
     the returned function stops it and gives {min, median, max} over the samples (what else
@@ -351,6 +365,7 @@ def sample_load_average(interval_s: float = 1.0) -> Callable[[], dict]:
 
     samples: list[float] = [os.getloadavg()[0]]
     stop = threading.Event()
+    busy_before, clock = _machine_busy_seconds(), time.perf_counter()
 
     def sample() -> None:
         while not stop.wait(interval_s):
@@ -362,8 +377,11 @@ def sample_load_average(interval_s: float = 1.0) -> Callable[[], dict]:
     def finish() -> dict:
         stop.set()
         thread.join()
+        busy, wall = _machine_busy_seconds() - busy_before, time.perf_counter() - clock
         return {"min": round(min(samples), 2), "median": round(statistics.median(samples), 2),
-                "max": round(max(samples), 2), "cpus": os.cpu_count()}
+                "max": round(max(samples), 2), "cpus": os.cpu_count(),
+                # every process's CPU seconds (and the hypervisor's steal) over cpus x wall
+                "machine_busy_share": round(busy / max(wall * (os.cpu_count() or 1), 1e-9), 3)}
 
     return finish
 
