@@ -1099,11 +1099,24 @@ def default_mpd_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_reader_process() -> None:
-    """Runs first in each reader process. pa.array() asks whether its argument is a pandas
-    object, importing pandas (about a second of CPU) the first time it is called; a reader
-    never meets one, so pandas is marked absent here (this process only reads slices)."""
+def _init_reader_process(parent_pid: int) -> None:
+    """Runs first in each reader process.
+
+    A reader whose writer is killed (SIGKILL, the OOM killer) would otherwise wait on its
+    task queue forever: it holds both ends of the queue's pipe, so it never sees EOF. A
+    daemon thread ends it once it has been re-parented. And pa.array() asks whether its
+    argument is a pandas object, importing pandas (about a second of CPU) the first time;
+    a reader never meets one, so pandas is marked absent here (this process only reads).
+    """
     sys.modules.setdefault("pandas", None)
+
+    def exit_with_parent() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="exit-with-writer", daemon=True).start()
 
 
 def _read_in_worker(path: Path, slice_name: str, max_bytes: int | None, allow_external_symlinks: bool,
@@ -1218,7 +1231,7 @@ def _load_mpd_slices(con, slices, *, n_workers, max_bytes, allow_external_symlin
             write(index, parsed)
     else:
         pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_reader_process)
+                                   initializer=_init_reader_process, initargs=(os.getpid(),))
         try:
             pending: deque[Future] = deque()
             for index in range(len(slices)):

@@ -210,3 +210,69 @@ def test_worker_count_defaults_to_one_per_core() -> None:
     import os
 
     assert default_mpd_workers() == len(os.sched_getaffinity(0))
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.append(int(entry.name))
+    return found
+
+
+def test_killing_the_writer_mid_load_ends_its_readers(tiny_raw: Path, tmp_path: Path) -> None:
+    """SIGKILL of the loading process: no reader process outlives it (a reader holds both
+    ends of its task pipe, so without a watchdog it would wait forever), and the warehouse
+    holds whole slices only."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = list_mpd_slices(tiny_raw / "mpd")[0]
+    folder = tmp_path / "mpd"
+    folder.mkdir()
+    first, last = (int(x) for x in source.name.split(".")[2].split("-"))
+    for k in range(40):  # one slice under 40 names: the first loads, the rest clash on pids
+        shutil.copy(source, folder / f"mpd.slice.{first}-{last + k}.json")
+    database = tmp_path / "warehouse.duckdb"
+    script = (
+        "import duckdb, sys\n"
+        "from pathlib import Path\n"
+        "from spotify_assets.ingest import list_mpd_slices, load_mpd_slices\n"
+        f"con = duckdb.connect({str(database)!r})\n"
+        f"slices = [(p, p.name) for p in list_mpd_slices(Path({str(folder)!r}))]\n"
+        "load_mpd_slices(con, slices, workers=2, on_done=lambda i, o: print('done', i, flush=True))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert child.stdout.readline().startswith("done 0")  # readers are up and one slice is in
+        readers = [pid for pid in _children(child.pid)]
+        assert len(readers) >= 2
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in readers):
+            time.sleep(0.2)
+        alive = [pid for pid in readers if Path(f"/proc/{pid}").exists()
+                 and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()]
+        assert alive == [], f"reader processes outlived their writer: {alive}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+    con = duckdb.connect(str(database))
+    try:
+        per_slice = con.execute(
+            "SELECT f.slice, count(p.pid) FROM mpd_slice_files f LEFT JOIN mpd_playlists p USING (slice) GROUP BY 1"
+        ).fetchall()
+        assert len(per_slice) == 1 and per_slice[0][1] == 250  # the one whose pids got in first, whole
+    finally:
+        con.close()
