@@ -98,7 +98,7 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "label_max_hard": {"full": 256, "default": 0},
     # DuckDB memory_limit for ingest and match (spills to work/duckdb_tmp beyond it); "" = DuckDB's default
     "duckdb_memory_limit": {"full": "8GB", "default": ""},
-    "ingest_threads": {"default": 0},  # 0 = one per core
+    "ingest_threads": {"default": 0},  # MPD reader processes (load_mpd_slices workers); 0 = one per core
     # user shards labelled in parallel processes, as the pipeline's label_shard steps run
     "label_shards": {"tiny": 1, "default": 2},
     "knn_k": {"default": 100},
