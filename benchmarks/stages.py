@@ -282,7 +282,8 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                 ctx.log(f"{done[0]}/{len(slices)} slices, {tracks:,} track rows, {mpd_bytes / 1e6 / last:.0f} MB/s")
 
         # as the ingest asset does: one parsing process per core, this process the writer
-        workers = int(ctx.option("ingest_threads")) or default_mpd_workers()
+        # (load_mpd_slices starts no more readers than slices, and none for one)
+        workers = min(int(ctx.option("ingest_threads")) or default_mpd_workers(), len(slices))
         duckdb_threads = _duckdb_threads(con)
         parsers: dict[str, int] = {}
         read_ms = write_ms = 0
@@ -330,7 +331,7 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
                  "msd_rows": msd.rows["msd_songs"], "msd_seconds": round(msd.seconds, 3),
                  "all_inputs_seconds": round(total_seconds, 3), "duckdb_threads": duckdb_threads},
-        processes=workers + 1, threads=max(1, duckdb_threads),
+        processes=workers + 1 if workers > 1 else 1, threads=max(1, duckdb_threads),
         threads_detail=f"{workers} reader processes (one thread each) + 1 writer process (DuckDB threads=1 "
                        f"while readers run, {duckdb_threads} for the final "
                        "checkpoint)" if workers > 1 else f"1 process reading and writing (DuckDB threads={duckdb_threads})",
