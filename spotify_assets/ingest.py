@@ -772,6 +772,9 @@ def _members_and_colons(value: object) -> tuple[int, int]:
 
 
 _TRUE_FALSE = pa.array(["true", "false"])
+# Parsed into Python objects a slice takes ~10x its size in memory (as for the diagnosis):
+# a larger one goes to DuckDB's reader, which holds it as compact vectors.
+_FAST_PATH_MAX_BYTES = DIAGNOSIS_MAX_BYTES
 
 
 @contextmanager
@@ -808,9 +811,11 @@ def _parse_slice_fast(raw: bytes, pid_range: tuple[int, int] | None) -> tuple[pa
     try:
         if raw[:2] == b"\x1f\x8b":
             unpack = zlib.decompressobj(wbits=31)
-            raw = unpack.decompress(raw)
+            raw = unpack.decompress(raw, _FAST_PATH_MAX_BYTES + 1)
             if not unpack.eof or unpack.unused_data:
-                return None
+                return None  # (also when it unpacks to more than the limit)
+        if len(raw) > _FAST_PATH_MAX_BYTES:
+            return None
         # (a one-byte search first: memchr-fast, and most generated slices hold no escape)
         if b"\\" in raw and b"\\u003" in raw:
             return None

@@ -276,3 +276,19 @@ def test_killing_the_writer_mid_load_ends_its_readers(tiny_raw: Path, tmp_path: 
         assert len(per_slice) == 1 and per_slice[0][1] == 250  # the one whose pids got in first, whole
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["json", "json.gz"])
+def test_a_slice_over_the_fast_path_limit_goes_to_duckdb(tiny_raw: Path, tmp_path: Path, monkeypatch,
+                                                         gz: bool) -> None:
+    """Parsed into Python objects a slice takes ~10x its size: above the limit DuckDB's
+    reader loads it (the same tables)."""
+    import spotify_assets.ingest as ingest
+
+    path = _copy_slices(tiny_raw, tmp_path / "mpd", gz=gz)[0]
+    fast = read_mpd_slice(path)
+    assert fast.parser == "orjson"
+    monkeypatch.setattr(ingest, "_FAST_PATH_MAX_BYTES", 1000)
+    big = read_mpd_slice(path)
+    assert big.parser == "duckdb"
+    assert big.playlists.equals(fast.playlists) and big.tracks.equals(fast.tracks)
