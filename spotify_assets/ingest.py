@@ -638,7 +638,7 @@ def read_mpd_slice(
     size = _check_file(path, max_bytes, allow_external_symlinks=allow_external_symlinks)
     tables = None
     used = "orjson"
-    if parser == "auto":
+    if parser == "auto" and size <= _FAST_PATH_MAX_BYTES:  # (a larger file is hashed in chunks)
         stat = path.stat()
         on_disk = path.read_bytes()
         fingerprint = SliceFingerprint(stat.st_size, stat.st_mtime_ns, hashlib.sha256(on_disk).hexdigest())
