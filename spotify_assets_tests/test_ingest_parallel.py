@@ -292,3 +292,24 @@ def test_a_slice_over_the_fast_path_limit_goes_to_duckdb(tiny_raw: Path, tmp_pat
     big = read_mpd_slice(path)
     assert big.parser == "duckdb"
     assert big.playlists.equals(fast.playlists) and big.tracks.equals(fast.tracks)
+
+
+def test_duckdb_reader_inside_a_reader_process(tmp_path: Path) -> None:
+    """Slices only DuckDB's reader accepts (a byte-order mark, an unknown key) load through
+    the worker processes too (where pandas is marked absent) with the same rows as in-process."""
+    variants = _variants()
+    folder = tmp_path / "mpd"
+    folder.mkdir()
+    (folder / "mpd.slice.0-9.json").write_bytes(variants["byte_order_mark"])
+    (folder / "mpd.slice.10-19.json").write_bytes(
+        variants["unknown_key"].replace(b'"pid": 0,', b'"pid": 10,').replace(b'"pid": 1,', b'"pid": 11,'))
+    slices = [(p, p.name) for p in list_mpd_slices(folder)]
+    in_workers, in_process = duckdb.connect(), duckdb.connect()
+    try:
+        loaded, failed = load_mpd_slices(in_workers, slices, workers=2)
+        assert failed == [] and [r.notes["parser"] for r in loaded] == ["duckdb", "duckdb"]
+        load_mpd_slices(in_process, slices, workers=1, parser="duckdb")
+        assert _rows_in_storage_order(in_workers) == _rows_in_storage_order(in_process)
+    finally:
+        in_workers.close()
+        in_process.close()
