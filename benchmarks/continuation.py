@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accelerator", default="auto", help="torch device for item2vec and the two-tower model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads outside the models' own setting "
                         "(0 = torch's default)")
-    parser.add_argument("--ingest-threads", type=int, default=0, help="MPD parsing threads (0 = all cores)")
+    parser.add_argument("--ingest-threads", type=int, default=0, help="MPD reader processes (0 = one per core)")
     return parser
 
 

@@ -545,10 +545,16 @@ def render_markdown(results: dict) -> str:
                              + (f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} on "
                                 f"{row.get('load_cpus') or '?'} CPUs" if loads else "") + ")")
             metrics = row.get("metrics", {})
-            for key in ("mpd_mb_per_s", "recall_at_10", "liked_agreement", "hard_pool_agreement",
+            for key in ("mpd_mb_per_s", "mpd_mb_per_cpu_s", "recall_at_10", "liked_agreement", "hard_pool_agreement",
                         "scored_pairs_agreement", "similarity_agreement", "neighbor_agreement", "build_seconds"):
                 if key in metrics:
                     notes.append(f"{key.replace('_', ' ')} {metrics[key]}")
+            if isinstance(metrics.get("load_average_1m"), dict):  # what else ran on the machine meanwhile
+                load = metrics["load_average_1m"]
+                notes.append(f"1-min load average while timed {load['median']} (min {load['min']}, max "
+                             f"{load['max']}) on {load['cpus']} CPUs")
+                if "others_cpu_share" in metrics:
+                    notes.append(f"other processes used {metrics['others_cpu_share']:.0%} of the CPUs meanwhile")
             tree = row.get("peak_tree_pss_mb")
             if tree and tree > 1.1 * row["peak_rss_mb"]:  # worker processes: their sum matters
                 notes.append(f"processes together peaked at {tree:,.0f} MB (PSS)")

@@ -8,7 +8,7 @@ Stages hand arrays to later stages through files in ``ctx.work``:
 =============  ===========================================================  ==========================
 stage          ours                                                         writes
 =============  ===========================================================  ==========================
-ingest         ``ingest.load_mpd_slice`` per slice, ENTP, MSD -> DuckDB       warehouse.duckdb
+ingest         ``ingest.load_mpd_slices`` (reader processes), ENTP, MSD       warehouse.duckdb
 match          SQL models, ``catalog.build_song_catalog``,                  user_song.npz,
                ``matrices.load_interactions``                               playlist_song.npz
 label          ``labeling.label_users`` (overlap -> score -> liked, blocked)  labels.npz, exploration.npz
@@ -98,7 +98,7 @@ DEFAULT_OPTIONS: dict[str, dict] = {
     "label_max_hard": {"full": 256, "default": 0},
     # DuckDB memory_limit for ingest and match (spills to work/duckdb_tmp beyond it); "" = DuckDB's default
     "duckdb_memory_limit": {"full": "8GB", "default": ""},
-    "ingest_threads": {"default": 0},  # 0 = one per core
+    "ingest_threads": {"default": 0},  # MPD reader processes (load_mpd_slices workers); 0 = one per core
     # user shards labelled in parallel processes, as the pipeline's label_shard steps run
     "label_shards": {"tiny": 1, "default": 2},
     "knn_k": {"default": 100},
@@ -250,9 +250,11 @@ def _entp_file(raw: Path) -> Path:
 
 
 def ingest_ours(ctx: StageContext) -> Measurement:
-    """Every MPD slice with ``load_mpd_slice`` (DuckDB's JSON reader, one transaction per
-    slice), then ENTP and MSD, into a fresh ``warehouse.duckdb``."""
-    from spotify_assets.ingest import list_mpd_slices, load_entp_triplets, load_mpd_slices, load_msd_songs
+    """Every MPD slice with ``load_mpd_slices`` (worker processes parse and validate, this
+    process writes one transaction per slice), then ENTP and MSD, into a fresh
+    ``warehouse.duckdb``."""
+    from spotify_assets.ingest import (default_mpd_workers, list_mpd_slices, load_entp_triplets, load_mpd_slices,
+                                       load_msd_songs)
 
     database = ctx.work / "warehouse.duckdb"
     for path in (database, database.with_name(database.name + ".wal")):
@@ -279,13 +281,31 @@ def ingest_ours(ctx: StageContext) -> Measurement:
                 last = clock()
                 ctx.log(f"{done[0]}/{len(slices)} slices, {tracks:,} track rows, {mpd_bytes / 1e6 / last:.0f} MB/s")
 
-        # as the ingest asset does: one parsing thread per core, commits serialized
-        threads = int(ctx.option("ingest_threads")) or os.cpu_count() or 1
+        # as the ingest asset does: one parsing process per core, this process the writer
+        # (load_mpd_slices starts no more readers than slices, and none for one)
+        workers = min(int(ctx.option("ingest_threads")) or default_mpd_workers(), len(slices))
         duckdb_threads = _duckdb_threads(con)
-        _, rejected = load_mpd_slices(con, [(p, p.name) for p in slices], workers=threads, on_done=progress)
+        parsers: dict[str, int] = {}
+        read_ms = write_ms = 0
+
+        def on_done(index: int, result) -> None:
+            nonlocal read_ms, write_ms
+            progress(index, result)
+            parsers[result.notes["parser"]] = parsers.get(result.notes["parser"], 0) + 1
+            read_ms += int(result.notes["read_ms"])
+            write_ms += int(result.notes["write_ms"])
+
+        load = sample_load_average()
+        cpu_before = _cpu_seconds()
+        # the load ends with one CHECKPOINT (load_mpd_slices), timed here with the rest
+        loaded, rejected = load_mpd_slices(con, [(p, p.name) for p in slices], workers=workers, on_done=on_done)
         if rejected:
             raise rejected[0]
         mpd_seconds = clock()
+        # user + system CPU of this process and its (finished) reader processes: on a machine
+        # shared with other work the wall-clock rate drops, the CPU per MB much less
+        mpd_cpu_seconds = _cpu_seconds() - cpu_before
+        load_average = load()
         entp = load_entp_triplets(con, _entp_file(ctx.raw))
         msd = load_msd_songs(con, unique_tracks=_msd_file(ctx.raw, "unique_tracks.txt"),
                              song_data=_msd_file(ctx.raw, "song_data.csv"),
@@ -294,17 +314,77 @@ def ingest_ours(ctx: StageContext) -> Measurement:
     finally:
         con.close()
     return Measurement(
-        ctx.stage, "ours", "ours", f"DuckDB read_json per slice on {threads} threads, validated, one transaction per slice",
+        ctx.stage, "ours", "ours",
+        f"orjson + Arrow checks per slice in {workers} worker processes (DuckDB reader where unsure), "
+        "one writer, one transaction per slice",
         "MPD track rows", tracks, tracks + playlists, mpd_seconds, _rate(tracks, mpd_seconds), "cpu",
         metrics={"mpd_bytes": mpd_bytes, "mpd_mb_per_s": round(mpd_bytes / 1e6 / max(mpd_seconds, 1e-9), 2),
-                 "slices": len(slices), "playlists": playlists, "threads": threads,
+                 "slices": len(slices), "playlists": playlists, "workers": workers,
+                 "slices_by_parser": parsers, "read_ms_per_slice": round(read_ms / max(len(loaded), 1)),
+                 "write_ms_per_slice": round(write_ms / max(len(loaded), 1)),
+                 "load_average_1m": load_average, "mpd_cpu_seconds": round(mpd_cpu_seconds, 2),
+                 # CPU seconds other processes used meanwhile, out of cpus x wall
+                 "others_cpu_share": round(max(0.0, load_average["machine_busy_share"] - mpd_cpu_seconds / max(
+                     mpd_seconds * (os.cpu_count() or 1), 1e-9)), 3),
+                 "mpd_mb_per_cpu_s": round(mpd_bytes / 1e6 / max(mpd_cpu_seconds, 1e-9), 2),
                  "entp_rows": entp.rows["entp_listens"], "entp_seconds": round(entp.seconds, 3),
                  "entp_mb_per_s": round(entp.mb_per_s, 2),
                  "msd_rows": msd.rows["msd_songs"], "msd_seconds": round(msd.seconds, 3),
                  "all_inputs_seconds": round(total_seconds, 3), "duckdb_threads": duckdb_threads},
-        processes=1, threads=max(threads, duckdb_threads),
-        threads_detail=f"{threads} loader threads (one DuckDB cursor each), DuckDB threads={duckdb_threads}",
+        processes=workers + 1 if workers > 1 else 1, threads=max(1, duckdb_threads),
+        threads_detail=f"{workers} reader processes (one thread each) + 1 writer process (DuckDB threads=1 "
+                       f"while readers run, {duckdb_threads} for the final "
+                       "checkpoint)" if workers > 1 else f"1 process reading and writing (DuckDB threads={duckdb_threads})",
     )
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal)
+    since boot, from /proc/stat; 0.0 where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def sample_load_average(interval_s: float = 1.0) -> Callable[[], dict]:
+    """Start sampling the 1-minute load average every ``interval_s`` in a daemon thread;
+    the returned function stops it and gives {min, median, max} over the samples (what else
+    was running on the machine while a stage was timed)."""
+    import statistics
+    import threading
+
+    samples: list[float] = [os.getloadavg()[0]]
+    stop = threading.Event()
+    busy_before, clock = _machine_busy_seconds(), time.perf_counter()
+
+    def sample() -> None:
+        while not stop.wait(interval_s):
+            samples.append(os.getloadavg()[0])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def finish() -> dict:
+        stop.set()
+        thread.join()
+        busy, wall = _machine_busy_seconds() - busy_before, time.perf_counter() - clock
+        return {"min": round(min(samples), 2), "median": round(statistics.median(samples), 2),
+                "max": round(max(samples), 2), "cpus": os.cpu_count(),
+                # every process's CPU seconds (and the hypervisor's steal) over cpus x wall
+                "machine_busy_share": round(busy / max(wall * (os.cpu_count() or 1), 1e-9), 3)}
+
+    return finish
 
 
 def ingest_naive(ctx: StageContext) -> Measurement:

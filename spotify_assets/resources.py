@@ -86,7 +86,8 @@ class RawInputs(dg.ConfigurableResource):
         description="Reject MPD slice files larger than this many bytes, on disk or (gzip) after decompression."
     )
     mpd_load_threads: int = Field(
-        default=0, ge=0, description="Slices parsed at once (DuckDB parses one JSON file on one thread); 0 = one per core."
+        default=0, ge=0, description="Worker processes that parse and validate MPD slices at once (one writer appends "
+                                 "them); 0 = one per core."
     )
     allow_external_symlinks: bool = Field(
         default=False,

@@ -84,7 +84,12 @@ def test_tiny_run_writes_the_results_schema(tiny_run) -> None:
     assert ours["unit"] == naive["unit"] == "MPD track rows"
     assert naive["input_rows"] == ours["input_rows"] == results["data"]["track_rows"]
     assert ours["metrics"]["mpd_mb_per_s"] > 0 and naive["metrics"]["mpd_mb_per_s"] > 0
-    assert ours["threads"] == max(ours["metrics"]["threads"], ours["metrics"]["duckdb_threads"])
+    # reader processes + the writer (one process when there is one reader)
+    workers = ours["metrics"]["workers"]
+    assert ours["processes"] == (workers + 1 if workers > 1 else 1)
+    assert ours["threads"] == max(1, ours["metrics"]["duckdb_threads"])
+    assert ours["metrics"]["slices_by_parser"] == {"orjson": ours["metrics"]["slices"]}
+    assert ours["metrics"]["mpd_cpu_seconds"] > 0 and 0 <= ours["metrics"]["others_cpu_share"] <= 1
     comparisons = {(c["stage"], c["ratio"]): c["value"] for c in results["comparisons"]}
     assert set(comparisons) == {("ingest", "ours/naive")}
     assert all(v > 0 for v in comparisons.values())

@@ -1,7 +1,6 @@
 """Raw datasets into DuckDB: MPD slices (one dynamic partition each), ENTP listens, MSD songs."""
 
 
-import os
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from spotify_assets.defs.ingest.partitions import mpd_slices
 from spotify_assets.ingest import (
     InputFormatError,
     LoadResult,
+    default_mpd_workers,
     load_entp_triplets,
     load_mpd_slices,
     load_msd_songs,
@@ -57,7 +57,11 @@ def _load_metadata(result: LoadResult) -> dict[str, dg.MetadataValue]:
     pool=DUCKDB_POOL,
 )
 def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, raw_inputs: RawInputs):
-    """Load MPD slice files with DuckDB's JSON reader, replacing each slice's rows atomically.
+    """Load MPD slice files, replacing each slice's rows atomically.
+
+    Worker processes (``mpd_load_threads``, 0 = one per core) parse and validate slices
+    in parallel; this step writes them, one transaction per slice (see
+    :func:`spotify_assets.ingest.load_mpd_slices`).
 
     A malformed slice fails with an error naming the file and record; the other slices of
     the run are still loaded, and the failed slice's previous rows stay untouched. The run
@@ -66,7 +70,7 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
     """
     keys = context.partition_keys
     mpd_dir = Path(raw_inputs.mpd_dir)
-    threads = raw_inputs.mpd_load_threads or os.cpu_count() or 1
+    workers = raw_inputs.mpd_load_threads or default_mpd_workers()
     finished = [0]
 
     def progress(index: int, outcome) -> None:
@@ -77,7 +81,8 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
         else:
             context.log.info(
                 f"[{finished[0]}/{len(keys)}] {key}: {outcome.rows['mpd_playlists']:,} playlists, "
-                f"{outcome.rows['mpd_playlist_tracks']:,} tracks in {outcome.seconds:.2f}s ({outcome.mb_per_s:.0f} MB/s)"
+                f"{outcome.rows['mpd_playlist_tracks']:,} tracks, read {outcome.notes['read_ms']} ms "
+                f"({outcome.notes['parser']}), written {outcome.notes['write_ms']} ms"
             )
 
     started = time.perf_counter()
@@ -92,7 +97,7 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
                 "gone, in one transaction), then run again.",
                 metadata={"stale_slices": dg.MetadataValue.json(stale)},
             )
-        loaded, rejected = load_mpd_slices(con, [(mpd_dir / key, key) for key in keys], workers=threads,
+        loaded, rejected = load_mpd_slices(con, [(mpd_dir / key, key) for key in keys], workers=workers,
                                            max_bytes=raw_inputs.max_slice_bytes,
                                            allow_external_symlinks=raw_inputs.allow_external_symlinks,
                                            on_done=progress)
@@ -137,7 +142,7 @@ def mpd_slice_tables(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             "slices_loaded": dg.MetadataValue.int(len(loaded)),
             "input_bytes": dg.MetadataValue.int(total_bytes),
             "seconds": dg.MetadataValue.float(round(wall_seconds, 3)),
-            "load_threads": dg.MetadataValue.int(threads),
+            "load_workers": dg.MetadataValue.int(workers),
             "mb_per_second": dg.MetadataValue.float(round(total_bytes / 1e6 / max(wall_seconds, 1e-9), 1)),
             "per_slice": dg.MetadataValue.md(per_slice),
         }
