@@ -143,3 +143,22 @@ def test_full_scale_config_downscales_users_like_the_original_system() -> None:
     als = resolved["ops"]["als_model"]["config"]
     assert len(als["factors"]) * len(als["alphas"]) == 1
     assert resolved["ops"]["model_leaderboard"]["config"]["full_ranking_users"] > 0  # a seeded sample, not everyone
+
+
+def test_definitions_load_without_torch_and_step_processes_preload_it() -> None:
+    """Every CLI command, code server and daemon imports the definitions: torch and Lightning
+    (~3.4 s of a 4.7 s import) stay out of them, and the executor's forkserver preloads the
+    torch models so that the steps that train do not import them one by one."""
+    import subprocess
+    import sys
+
+    from spotify_assets.defs.jobs import STEP_PRELOAD_MODULES
+
+    probe = ("import sys, spotify_assets.definitions; "
+             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning_fabric') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+    assert {"spotify_assets.definitions", "spotify_assets.train.bpr", "spotify_assets.tracks.two_tower",
+            "dagster._core.storage.sqlite_storage"} <= set(STEP_PRELOAD_MODULES)
+    # each one imports (a typo would fail the forkserver, and with it every step)
+    subprocess.run([sys.executable, "-c", "import " + ", ".join(STEP_PRELOAD_MODULES)], check=True, cwd=PROJECT_ROOT)

@@ -27,12 +27,12 @@ from spotify_assets.tracks.item2vec import (
     l2_normalize,
     pick_device,
     ppmi_svd,
-    sequences,
     skipgram_pairs,
     skipgram_pairs_reference,
     subsample_keep,
     train_item2vec,
 )
+from spotify_assets.tracks.playlists import sequences
 from spotify_assets.tracks.similar import TrackEmbeddings, similar_tracks
 from spotify_assets.tracks.validation import embeddings_valid, png_valid
 

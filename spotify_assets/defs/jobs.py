@@ -12,10 +12,16 @@ _duckdb_tag_key, _duckdb_tag_value = next(iter(DUCKDB_OP_TAGS.items()))
 #: What every step process needs before its first line of asset code. Besides the definitions,
 #: the instance's storage classes: each step builds a DagsterInstance from its ref, and the
 #: first import of the SQL storages (SQLAlchemy, Alembic) cost ~0.85 s in every forked step
-#: (a profile of ingest_job on tiny: 12 steps, 10 s of it). Importing is all that happens
-#: here; no connection is opened before the fork.
+#: (a profile of ingest_job on tiny: 12 steps, 10 s of it). And the torch models, which the
+#: definitions do not import (every CLI command, code server and daemon loads those, and
+#: torch + Lightning are ~3.4 s of it): the steps that train or score get them from here.
+#: Importing is all that happens here; no connection is opened before the fork.
 STEP_PRELOAD_MODULES = [
     "spotify_assets.definitions",
+    "spotify_assets.train.bpr",
+    "spotify_assets.train.song_ranker",
+    "spotify_assets.tracks.item2vec",
+    "spotify_assets.tracks.two_tower",
     "dagster._core.storage.sqlite_storage",
     "dagster._core.storage.local_compute_log_manager",
     "dagster._core.instance.factory",

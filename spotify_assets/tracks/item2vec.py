@@ -34,7 +34,6 @@ __all__ = [
     "pick_device",
     "ppmi_svd",
     "randomized_svd",
-    "sequences",
     "skipgram_pairs",
     "skipgram_pairs_reference",
     "subsample_keep",
@@ -61,19 +60,6 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
-def sequences(group: np.ndarray) -> np.ndarray:
-    """int64 (n_seq + 1,) ``indptr`` of consecutive runs of equal ``group`` values.
-
-    group : (n,) sorted (or at least grouped) sequence keys, e.g. the pid column of rows
-        ordered by (pid, pos).
-    """
-    group = np.asarray(group)
-    if group.size == 0:
-        return np.zeros(1, np.int64)
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    return np.r_[starts, group.size].astype(np.int64)
 
 
 @dataclass(frozen=True)

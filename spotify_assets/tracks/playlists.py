@@ -4,14 +4,45 @@ Dagster imports (the assets and the benchmarks share it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import numpy as np
 
 from spotify_assets.tracks.continuation import SPLIT_NAMES, TRAIN, ContinuationQueries, continuation_queries
-from spotify_assets.tracks.item2vec import sequences
-from spotify_assets.tracks.two_tower import TrackFeatures
 
-__all__ = ["PlaylistData", "load_playlists"]
+
+def sequences(group: np.ndarray) -> np.ndarray:
+    """int64 (n_seq + 1,) ``indptr`` of consecutive runs of equal ``group`` values.
+
+    group : (n,) sorted (or at least grouped) sequence keys, e.g. the pid column of rows
+        ordered by (pid, pos).
+    """
+    group = np.asarray(group)
+    if group.size == 0:
+        return np.zeros(1, np.int64)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    return np.r_[starts, group.size].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class TrackFeatures:
+    """What the MPD says about each track (indexed by dense track id).
+
+    artist, album : int64 (n_tracks,) dense ids (-1 = unknown).
+    duration_ms : int64 (n_tracks,) (<= 0 = unknown).
+    """
+
+    artist: np.ndarray
+    album: np.ndarray
+    duration_ms: np.ndarray
+
+    @property
+    def n_tracks(self) -> int:
+        return int(self.artist.size)
+
+
+__all__ = ["PlaylistData", "TrackFeatures", "load_playlists", "sequences"]
 
 
 class PlaylistData:

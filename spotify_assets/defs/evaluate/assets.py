@@ -48,7 +48,6 @@ from spotify_assets.evaluate.tasks import (
 from spotify_assets.evaluate.leaderboard import leaderboard_plot, leaderboard_rows, markdown_leaderboard, quality_gate
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, png_metadata, replace_tables, table_metadata
 from spotify_assets.train.baselines import Oracle
-from spotify_assets.train.bpr import read_checkpoint
 from spotify_assets.train.song_scoring import SongRanker, SongSignals
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 
@@ -91,6 +90,8 @@ def model_leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConf
     user_song = artifacts.read_csr(USER_SONG)
     playlist_song = artifacts.read_csr(PLAYLIST_SONG)
     neighbors = load_neighbors(artifacts)
+    from spotify_assets.train.bpr import read_checkpoint  # torch: loaded by the step, not the definitions
+
     net = read_checkpoint(artifacts.file(BPR_CHECKPOINT)).net
     als = artifacts.read(ALS, "user_factors", "item_factors")
     ranker = SongRanker(SongSignals.build(user_song, playlist_song, interactions, neighbors),

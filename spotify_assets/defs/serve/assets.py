@@ -47,7 +47,6 @@ from spotify_assets.contract import (
 )
 from spotify_assets.defs.train.assets import load_neighbors
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
-from spotify_assets.train.bpr import load_checkpoint
 from spotify_assets.resources import DUCKDB_OP_TAGS, DUCKDB_POOL, ArtifactStore, DuckDBWarehouse, PipelineSettings
 from spotify_assets.serving.rollout import Rollout, deploy_bundle, read_rollout, write_rollout
 from spotify_assets.serving.index import augment_for_bias, build_annoy, load_annoy, measure_recall, tune_search_k
@@ -101,6 +100,8 @@ def _vector_arrays(model: str, artifacts: ArtifactStore) -> tuple[dict[str, np.n
     the index holds), the cold flag (zero user vector: no interaction and no song neighbour
     with one) and the bytes the bundle id hashes."""
     if model == "bpr":
+        from spotify_assets.train.bpr import load_checkpoint  # torch: loaded by the step, not the definitions
+
         net = load_checkpoint(artifacts.file(BPR_CHECKPOINT))
         user_vectors, playlist_vectors = augment_for_bias(
             net.users.weight.detach().numpy(), net.playlists.weight.detach().numpy(),

@@ -44,17 +44,11 @@ from spotify_assets.tracks.duplicates import (
     verdicts,
 )
 from spotify_assets.tracks.embedding_map import GENRE_KEYWORDS, name_genres, pca_2d, render_map, track_genres
-from spotify_assets.tracks.item2vec import (
-    Item2VecConfig,
-    build_vocabulary,
-    cooccurrence_matrix,
-    l2_normalize,
-    ppmi_svd,
-    train_item2vec,
-)
 from spotify_assets.tracks.playlists import PlaylistData, load_playlists
 from spotify_assets.tracks.similar import TrackEmbeddings, similar_tracks, track_details
-from spotify_assets.tracks.two_tower import TwoTowerConfig, load_two_tower, train_two_tower
+# the torch models load in the steps that train or run them (preloaded in the step processes),
+# not with the definitions
+from spotify_assets.tracks.two_tower_config import TwoTowerConfig
 
 TRACKS = "tracks"
 CONTEXT = 5
@@ -176,6 +170,15 @@ def track_embeddings(context: dg.AssetExecutionContext, config: TrackEmbeddingCo
     nearest neighbours continue the val playlists better (NDCG of 500 tracks from 5 seeds)
     is kept. Saved as ``tracks/track_embeddings.npz``: ``vectors`` float32 (n, d)
     L2-normalised, ``track_ids`` int64 (n,) dense track ids."""
+    from spotify_assets.tracks.item2vec import (
+        Item2VecConfig,
+        build_vocabulary,
+        cooccurrence_matrix,
+        l2_normalize,
+        ppmi_svd,
+        train_item2vec,
+    )
+
     started = time.perf_counter()
     data = _playlists(warehouse)
     indptr, tracks = data.part(cont.TRAIN)
@@ -487,6 +490,8 @@ def two_tower_model(context: dg.AssetExecutionContext, config: TwoTowerModelConf
     challenge NDCG. A playlist with only a name gets recommendations from the name. Saved
     atomically as ``tracks/two_tower.pt`` (weights, vocabulary, track names for serving;
     ``torch.load(weights_only=True)``); served by ``POST /api/playlist/continue``."""
+    from spotify_assets.tracks.two_tower import train_two_tower
+
     started = time.perf_counter()
     data = _playlists(warehouse, with_names=True, with_features=True)
     train_indptr, train_tracks = data.part(cont.TRAIN)
@@ -561,6 +566,8 @@ def playlist_continuation_eval(context: dg.AssetExecutionContext, config: Contin
     NDCG, clicks and precision@100 per category and overall (table
     ``playlist_continuation_eval``), the two-tower targets, and the committed bench-scale
     table in the metadata."""
+    from spotify_assets.tracks.two_tower import load_two_tower
+
     started = time.perf_counter()
     data = _playlists(warehouse, with_names=True)
     embeddings = _embeddings(artifacts)

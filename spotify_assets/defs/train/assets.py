@@ -12,11 +12,11 @@ import json
 import shutil
 import time
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import torch
 from pydantic import Field, field_validator
 
 from spotify_assets.automation import EAGER_WHEN_CHECKS_PASS
@@ -41,17 +41,10 @@ from spotify_assets.defs.split.assets import held_out_tasks, load_interactions
 from spotify_assets.evaluate.tasks import RankingTask, evaluate_full, factor_scorer
 from spotify_assets.defs.metadata import markdown_table, peak_rss_mb, replace_tables, table_metadata
 from spotify_assets.train.baselines import als_sweep, popularity_scores
-from spotify_assets.train.bpr import (
-    BPR_NEGATIVES,
-    COMPILE_MODES,
-    BPRConfig,
-    BPRResult,
-    read_checkpoint,
-    save_checkpoint,
-    train_bpr,
-)
+# torch and Lightning load in the steps that train (the step processes have them preloaded),
+# not with the definitions: every CLI command, code server and daemon imports this module
+from spotify_assets.train.bpr_config import BPR_NEGATIVES, COMPILE_MODES, BPRConfig
 from spotify_assets.train.knn import Neighbors, fold_in, top_k_neighbors
-from spotify_assets.train.song_ranker import SongRankerConfig, train_song_ranker
 from spotify_assets.train.song_scoring import FEATURES, SongSignals
 from spotify_assets.resources import (
     DUCKDB_OP_TAGS,
@@ -64,6 +57,9 @@ from spotify_assets.resources import (
 from spotify_assets.feedback import load_feedback_positives
 from spotify_assets.split.feedback import feedback_triplets
 from spotify_assets.split.sampling import sample_triplets
+
+if TYPE_CHECKING:
+    from spotify_assets.train.bpr import BPRResult
 
 TRAIN_GROUP = "train"
 
@@ -202,7 +198,9 @@ def _seed_triplets(artifacts: ArtifactStore, n_playlists: int, seed: int) -> np.
 
 
 def _train(artifacts: ArtifactStore, interactions, config: BPRConfig, path, validation: RankingTask,
-           accelerator: str, progress=None) -> BPRResult:
+           accelerator: str, progress=None) -> "BPRResult":
+    from spotify_assets.train.bpr import train_bpr
+
     triplets = _seed_triplets(artifacts, interactions.shape[1], config.seed) if not config.leak_free else None
     return train_bpr(interactions, config, path, validation=validation, accelerator=accelerator, triplets=triplets,
                      progress=progress)
@@ -219,6 +217,8 @@ def bpr_sweep(context: dg.AssetExecutionContext, config: BPRSweepConfig, artifac
     """A grid over dim x lr x reg x initial scale: every trial trains on the same interactions
     with per-epoch negatives, early-stops on validation Recall@10, and is recorded in the
     warehouse (``bpr_sweep_trials``) and in wandb; the best trial is the BPR model."""
+    from spotify_assets.train.bpr import read_checkpoint
+
     interactions = load_interactions(artifacts)
     validation = _validation(artifacts, config, settings, interactions)
     full_validation, _ = held_out_tasks(artifacts, interactions)
@@ -278,6 +278,10 @@ def bpr_model(context: dg.AssetExecutionContext, config: BPRTrainingConfig, arti
     Recall@10. With ``use_sweep`` the sweep's best trial is the model (same data, seed and
     settings: training it again would give the same weights). Users without interactions get
     vectors folded in from their song neighbours. Checkpoint written atomically."""
+    import torch
+
+    from spotify_assets.train.bpr import read_checkpoint, save_checkpoint
+
     interactions = load_interactions(artifacts)
     started = time.perf_counter()
     if config.use_sweep and artifacts.has(BPR_SWEEP_BEST):
@@ -461,6 +465,8 @@ def song_ranker(context: dg.AssetExecutionContext, config: SongRankerTrainingCon
     ranked by a Lightning-trained MLP over pair features (shared songs, sizes, popularity, KNN
     score) and a small per-user embedding; serves users without any interaction from their
     songs. Early-stopped on validation Recall@10; weights stored as numpy arrays."""
+    from spotify_assets.train.song_ranker import SongRankerConfig, train_song_ranker
+
     interactions = load_interactions(artifacts)
     validation = _validation(artifacts, config, settings, interactions)
     signals = SongSignals.build(artifacts.read_csr(USER_SONG), artifacts.read_csr(PLAYLIST_SONG), interactions,
