@@ -44,9 +44,9 @@ CI_FUZZ_EXAMPLES ?= 300
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz -q spotify_assets_tests/test_fuzz.py spotify_assets_tests/test_fuzz_http.py
 
-## The quick loop: skip tests marked slow.
+## The quick loop: skip tests marked slow (and the long fuzz budget: a -m here replaces addopts' "not fuzz").
 test-fast: install dagster-home
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not fuzz" $(PYTEST_ARGS)
 
 validate: install dagster-home
 	$(BIN)/dagster definitions validate -m spotify_assets.definitions

@@ -38,3 +38,16 @@ def con(tmp_path: Path):
 def snapshot(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
     """Every row of ``table`` in a stable order (for before/after comparisons)."""
     return con.execute(f'SELECT * FROM "{table}" ORDER BY ALL').fetchall()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_defs_state_storage():
+    """Dagster keeps the current instance's defs-state storage in a ContextVar that a test can
+    leave set (an instance used in another async/thread context is not reset); once that
+    instance is gone, the next ``dg.materialize`` fails with "Attempted to resolve undefined
+    DagsterInstance weakref" (seen in ``make test-fast``'s order, not in ``make test``'s). Each
+    test starts with none set, as a fresh process does."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
