@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain, repeat
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -899,12 +899,10 @@ def _parse_slice_fast(raw: bytes, pid_range: tuple[int, int] | None) -> tuple[pa
     )
 
 
-def write_mpd_slice(
-    con: duckdb.DuckDBPyConnection, parsed: ParsedSlice, *, commit_lock: threading.Lock | None = None
-) -> LoadResult:
+def write_mpd_slice(con: duckdb.DuckDBPyConnection, parsed: ParsedSlice) -> LoadResult:
     """Replace the rows of ``parsed``'s slice in the MPD tables, in one transaction.
 
-    Inside the transaction (and ``commit_lock``, when several writers share a database): a
+    Inside the transaction (one writer per database: :func:`load_mpd_slices`' process): a
     pid that another slice already holds is refused (pids are unique across the MPD), the
     previous rows of the slice and of its ``.json``/``.json.gz`` twin are deleted, the new
     rows appended in file order, and the file's fingerprint stored in ``mpd_slice_files``.
@@ -917,8 +915,8 @@ def write_mpd_slice(
     con.register("_mpd_new_playlists", parsed.playlists)
     con.register("_mpd_new_tracks", parsed.tracks)
     try:
-        with commit_lock or nullcontext(), transaction(con):
-            # inside the transaction (and the lock): what another slice committed is visible
+        with transaction(con):
+            # inside the transaction: what another slice committed is visible
             clash = first_row(con,
                 """
                 SELECT s.pid, m.slice FROM _mpd_new_playlists s JOIN mpd_playlists m USING (pid)
@@ -987,7 +985,6 @@ def load_mpd_slice(
     slice_name: str | None = None,
     *,
     max_bytes: int | None = DEFAULT_MAX_SLICE_BYTES,
-    commit_lock: threading.Lock | None = None,
     allow_external_symlinks: bool = False,
     parser: str = "auto",
 ) -> LoadResult:
@@ -1010,17 +1007,13 @@ def load_mpd_slice(
     playlists (it would erase the slice's rows). ``x.json`` and ``x.json.gz`` are the same
     slice: loading one replaces the rows loaded from the other (a rename), unless both files
     are in the folder. The file's size, mtime and SHA-256 are stored in ``mpd_slice_files``
-    in the same transaction (``notes["sha256"]``).
-
-    ``commit_lock``: when several threads load slices through cursors of one database,
-    this lock serializes the cross-slice pid check with the commit, so no two slices can
-    both slip in one pid. :func:`load_mpd_slices` reads slices in worker processes instead.
+    in the same transaction (``notes["sha256"]``). :func:`load_mpd_slices` loads many slices,
+    reading them in worker processes.
     """
-    with commit_lock or nullcontext():
-        ensure_mpd_tables(con)
+    ensure_mpd_tables(con)
     parsed = read_mpd_slice(path, slice_name, max_bytes=max_bytes, allow_external_symlinks=allow_external_symlinks,
                             parser=parser, con=con)
-    return write_mpd_slice(con, parsed, commit_lock=commit_lock)
+    return write_mpd_slice(con, parsed)
 
 
 def _validate_slice_playlists(con: duckdb.DuckDBPyConnection, path: Path, pid_range: tuple[int, int] | None) -> None:
